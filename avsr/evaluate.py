@@ -1,0 +1,222 @@
+"""Evaluation entry point: ``python -m avsr.evaluate ckpt=PATH [overrides]``.
+
+Decodes the test split for audio, video and audio-visual input, clean and with babble and
+white noise at several SNRs, with every configured decoder, and writes the WER table as JSON,
+Markdown and a PNG plot of WER against SNR per modality.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from avsr.decoding.greedy import attention_greedy, ctc_greedy
+from avsr.metrics.wer import ErrorCounter
+from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads
+
+__all__ = ["load_model_from_checkpoint", "evaluate_checkpoint", "main"]
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("audio", "video", "audiovisual")
+DECODERS = ("ctc_greedy", "attention_greedy")
+
+
+def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu"):
+    """Rebuild the model of a training checkpoint from the config stored inside it.
+
+    Returns:
+        (model in eval mode, the run's config as a DictConfig)
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt={ckpt_path}: no such checkpoint file")
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    if "avsr_config" not in checkpoint:
+        raise ValueError(f"{ckpt_path}: not an avsr training checkpoint (no 'avsr_config' key)")
+    cfg = OmegaConf.create(checkpoint["avsr_config"])
+    model = hydra.utils.instantiate(cfg.model)
+    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
+             if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{ckpt_path}: state_dict does not match the stored config "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.eval()
+    return model, cfg
+
+
+def _conditions(noise_cfg: DictConfig | dict) -> list[tuple[str, float | None]]:
+    conds: list[tuple[str, float | None]] = [("clean", None)]
+    for kind in noise_cfg.get("types", []):
+        for snr in noise_cfg.get("snrs", []):
+            conds.append((str(kind), float(snr)))
+    return conds
+
+
+@torch.inference_mode()
+def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio: float,
+                   limit: int | None) -> dict[tuple[str, str], ErrorCounter]:
+    counters = {(m, d): ErrorCounter() for m in modalities for d in decoders}
+    seen = 0
+    for batch in loader:
+        if batch is None:
+            continue
+        for m in modalities:
+            audio = batch["audio"] if m in ("audio", "audiovisual") else None
+            video = batch["video"] if m in ("video", "audiovisual") else None
+            if (m != "video" and audio is None) or (m != "audio" and video is None):
+                continue  # this batch lacks the stream the modality needs
+            enc, enc_lengths = model.encode(audio, batch["audio_lengths"], video,
+                                            batch["video_lengths"], modality=m)
+            for d in decoders:
+                if d == "ctc_greedy":
+                    hyps = ctc_greedy(model.ctc(enc), enc_lengths, tokenizer.blank_id)
+                elif d == "attention_greedy":
+                    max_len = max(1, int(math.ceil(max_len_ratio * int(enc_lengths.max()))))
+                    hyps = attention_greedy(model.decoder, enc, enc_lengths, tokenizer.sos_id,
+                                            tokenizer.eos_id, max_len)
+                else:
+                    raise ValueError(f"unknown decoder {d!r}; choose from {DECODERS}")
+                counters[(m, d)].update(batch["texts"], [tokenizer.decode(h) for h in hyps],
+                                        batch["ids"])
+        seen += len(batch["ids"])
+        if limit is not None and seen >= limit:
+            break
+    return counters
+
+
+def _markdown(rows: list[dict[str, Any]], decoders: list[str]) -> str:
+    head = "| modality | condition | " + " | ".join(f"WER % ({d})" for d in decoders) + " |"
+    sep = "|---|---|" + "---|" * len(decoders)
+    lines = [head, sep]
+    for r in rows:
+        cells = " | ".join(f"{100 * r['wer'][d]:.1f}" if d in r["wer"] else "–" for d in decoders)
+        lines.append(f"| {r['modality']} | {r['condition']} | {cells} |")
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], decoder: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    clean = {r["modality"]: r["wer"].get(decoder) for r in rows if r["noise"] == "clean"}
+    kinds = sorted({r["noise"] for r in rows if r["noise"] != "clean"})
+    styles = {"babble": "-", "white": "--"}
+    snrs_all = sorted({r["snr"] for r in rows if r["snr"] is not None})
+    clean_x = (max(snrs_all) + 5) if snrs_all else 0
+    for m, color in zip(MODALITIES, ("tab:blue", "tab:orange", "tab:green")):
+        for kind in kinds:
+            pts = sorted((r["snr"], r["wer"][decoder]) for r in rows
+                         if r["modality"] == m and r["noise"] == kind and decoder in r["wer"])
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(list(xs) + [clean_x], [100 * y for y in ys] + [100 * (clean.get(m) or 0)],
+                        styles.get(kind, ":"), color=color, marker="o", label=f"{m} / {kind}")
+        if not kinds and clean.get(m) is not None:
+            ax.plot([clean_x], [100 * clean[m]], "o", color=color, label=m)
+    ax.set_xlabel("SNR (dB); rightmost point = clean")
+    ax.set_ylabel(f"WER % ({decoder})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg: DictConfig,
+                        output_dir: str | Path, data_cfg: DictConfig | None = None
+                        ) -> dict[str, Any]:
+    """Decode the test split of ``ckpt_path`` under every condition of ``eval_cfg``.
+
+    Args:
+        ckpt_path: training checkpoint (holds its config).
+        eval_cfg: the ``eval`` node: ``modalities``, ``noise.{types,snrs}``, ``limit`` (max
+            utterances per condition, null = all).
+        decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``.
+        output_dir: where ``wer.json``, ``wer.md`` and ``wer_vs_snr.png`` go.
+        data_cfg: datamodule config to use instead of the one stored in the checkpoint.
+
+    Returns:
+        dict with ``rows`` (one per modality × condition), ``summary`` and file paths.
+    """
+    start = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model, run_cfg = load_model_from_checkpoint(ckpt_path)
+    datamodule = hydra.utils.instantiate(data_cfg if data_cfg is not None else run_cfg.data)
+    tokenizer = datamodule.prepare_tokenizer()
+    datamodule.setup("test")
+    modalities = list(eval_cfg.modalities)
+    decoders = list(decode_cfg.decoders)
+    limit = eval_cfg.get("limit")
+
+    rows: list[dict[str, Any]] = []
+    video_only: dict[tuple[str, str], ErrorCounter] | None = None
+    for noise, snr in _conditions(eval_cfg.noise):
+        loader = datamodule.test_dataloader_for(None if noise == "clean" else noise, snr)
+        # Audio noise cannot change a video-only result: decode video once, reuse its row.
+        mods = [m for m in modalities if not (m == "video" and video_only is not None)]
+        counters = _decode_loader(model, loader, tokenizer, mods, decoders,
+                                  float(decode_cfg.max_len_ratio), limit)
+        if "video" in modalities:
+            if video_only is None:
+                video_only = {k: v for k, v in counters.items() if k[0] == "video"}
+            counters.update(video_only)
+        condition = "clean" if noise == "clean" else f"{noise} {snr:+g} dB"
+        for m in modalities:
+            wers = {d: counters[(m, d)].wer for d in decoders if counters[(m, d)].words}
+            if not wers:
+                continue
+            rows.append({
+                "modality": m, "condition": condition, "noise": noise, "snr": snr,
+                "wer": wers,
+                "utterances": counters[(m, decoders[0])].utterances,
+                "words": counters[(m, decoders[0])].words,
+                "examples": counters[(m, decoders[0])].examples[:3],
+            })
+        log.info("evaluated %s", condition)
+
+    primary = decode_cfg.get("primary_decoder") or decoders[-1]
+    md = _markdown(rows, decoders)
+    skipped = datamodule.skipped_summary()
+    result = {
+        "checkpoint": str(ckpt_path),
+        "rows": rows,
+        "skipped_media": skipped,
+        "wall_s": round(time.time() - start, 1),
+        "summary": {f"{r['modality']}/{r['condition']}": round(100 * r["wer"][primary], 2)
+                    for r in rows if primary in r["wer"]},
+    }
+    (output_dir / "wer.json").write_text(json.dumps(result, indent=2, default=str))
+    (output_dir / "wer.md").write_text(md + "\n")
+    _plot(rows, primary, output_dir / "wer_vs_snr.png")
+    result["files"] = [str(output_dir / n) for n in ("wer.json", "wer.md", "wer_vs_snr.png")]
+    print(f"\nWER table ({ckpt_path}):\n{md}\n")
+    if skipped.get("total"):
+        print(f"skipped {skipped['total']} unreadable test items: {skipped['by_problem']}")
+    print(f"written to {output_dir}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    set_torch_threads(cfg.get("num_threads"))
+    if cfg.get("synthetic"):
+        ensure_synthetic_corpus(cfg.synthetic)
+    evaluate_checkpoint(cfg.ckpt, cfg.eval, cfg.decode, cfg.paths.output_dir, cfg.get("data"))
+
+
+if __name__ == "__main__":
+    main()

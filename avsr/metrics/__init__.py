@@ -1,0 +1,3 @@
+from avsr.metrics.wer import ErrorCounter, word_errors, wer
+
+__all__ = ["ErrorCounter", "word_errors", "wer"]

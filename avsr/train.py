@@ -1,0 +1,132 @@
+"""Training entry point: ``python -m avsr.train +experiment=NAME [overrides]``.
+
+Composes the Hydra config, makes sure the data exists (generating the synthetic corpus and
+training the SentencePiece model when absent), builds the injected model and the stage's
+LightningModule, trains with atomic checkpoints and, when ``evaluate=true``, decodes the test
+split of the best checkpoint into the WER table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from avsr.utils.checkpoint import AtomicCheckpointIO
+from avsr.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from avsr.utils.runtime import prepare_data, set_torch_threads
+
+__all__ = ["train", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class _ConfigInCheckpoint(pl.Callback):
+    """Stores the resolved run config in every checkpoint so ``avsr.evaluate`` and
+    ``avsr.transcribe`` rebuild the exact model from the checkpoint alone."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["avsr_config"] = self.config
+
+
+def _resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+    """``ckpt_path=last`` resumes from this run's own ``last.ckpt`` if there is one."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        last = checkpoint_dir / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
+        return None
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return ckpt_path
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job described by ``cfg``; return a summary dict."""
+    start = time.time()
+    set_torch_threads(cfg.get("num_threads"))
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule, tokenizer = prepare_data(cfg)
+    with open_dict(cfg):
+        cfg.vocab_size = tokenizer.vocab_size
+    config_container = OmegaConf.to_container(cfg, resolve=True)
+
+    model: torch.nn.Module = hydra.utils.instantiate(cfg.model)
+    task: pl.LightningModule = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %.2f M parameters", n_params / 1e6)
+
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks.append(_ConfigInCheckpoint(config_container))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()]
+    )
+    for lg in loggers:
+        lg.log_hyperparams(config_container)
+
+    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    best = None
+    for cb in trainer.checkpoint_callbacks:
+        best = getattr(cb, "best_model_path", None) or getattr(cb, "last_model_path", None)
+        if best:
+            break
+    summary: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "best_checkpoint": best or None,
+        "last_checkpoint": str(checkpoint_dir / "last.ckpt")
+        if (checkpoint_dir / "last.ckpt").is_file() else None,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "parameters": n_params,
+        "train_wall_s": round(time.time() - start, 1),
+        "skipped_media": datamodule.skipped_summary(),
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()
+                    if torch.is_tensor(v) and v.numel() == 1},
+    }
+    if summary["skipped_media"]["total"]:
+        log.warning("skipped %d unreadable items during training: %s",
+                    summary["skipped_media"]["total"], summary["skipped_media"]["by_problem"])
+
+    if cfg.get("evaluate") and (best or summary["last_checkpoint"]):
+        from avsr.evaluate import evaluate_checkpoint
+
+        results = evaluate_checkpoint(
+            ckpt_path=best or summary["last_checkpoint"],
+            eval_cfg=cfg.eval,
+            decode_cfg=cfg.decode,
+            output_dir=output_dir / "eval",
+            data_cfg=cfg.data,
+        )
+        summary["eval"] = results["summary"]
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    log.info("run summary written to %s", output_dir / "summary.json")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
