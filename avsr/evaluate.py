@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
 from avsr.metrics.wer import ErrorCounter
-from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads
+from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads, skip_totals
 
 __all__ = ["load_model_from_checkpoint", "evaluate_checkpoint", "main"]
 
@@ -68,8 +68,8 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
     counters = {(m, d): ErrorCounter() for m in modalities for d in decoders}
     seen = 0
     for batch in loader:
-        if batch is None:
-            continue
+        if batch is None or not batch["ids"]:
+            continue  # every item of this batch was an unreadable file (counted by the dataset)
         for m in modalities:
             audio = batch["audio"] if m in ("audio", "audiovisual") else None
             video = batch["video"] if m in ("video", "audiovisual") else None
@@ -156,7 +156,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     output_dir.mkdir(parents=True, exist_ok=True)
     model, run_cfg = load_model_from_checkpoint(ckpt_path)
     datamodule = hydra.utils.instantiate(data_cfg if data_cfg is not None else run_cfg.data)
-    tokenizer = datamodule.prepare_tokenizer()
+    tokenizer = datamodule.load_tokenizer()
     datamodule.setup("test")
     modalities = list(eval_cfg.modalities)
     decoders = list(decode_cfg.decoders)
@@ -190,7 +190,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
 
     primary = decode_cfg.get("primary_decoder") or decoders[-1]
     md = _markdown(rows, decoders)
-    skipped = datamodule.skipped_summary()
+    skipped = skip_totals(datamodule.skip_summary())
     result = {
         "checkpoint": str(ckpt_path),
         "rows": rows,

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from avsr.utils.checkpoint import AtomicCheckpointIO
 from avsr.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from avsr.utils.runtime import prepare_data, set_torch_threads
+from avsr.utils.runtime import prepare_data, set_torch_threads, skip_totals
 
 __all__ = ["train", "main"]
 
@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "parameters": n_params,
         "train_wall_s": round(time.time() - start, 1),
-        "skipped_media": datamodule.skipped_summary(),
+        "skipped_media": skip_totals(datamodule.skip_summary()),
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()
                     if torch.is_tensor(v) and v.numel() == 1},
     }

@@ -17,7 +17,7 @@ from torch import nn
 
 from avsr.decoding.greedy import ctc_greedy
 from avsr.metrics.wer import ErrorCounter
-from avsr.objectives.hybrid import HybridCTCAttentionLoss, add_sos_eos
+from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
 __all__ = ["SupervisedTask"]
 
@@ -73,26 +73,27 @@ class SupervisedTask(pl.LightningModule):
         modalities = self._available(batch)
         if not modalities:
             raise ValueError(f"batch {batch['ids'][:3]}... has no stream for {self.modalities}")
-        dec_in, dec_in_lengths = add_sos_eos(batch["tokens"], batch["token_lengths"],
-                                             self.loss.sos_id, self.loss.eos_id)[:2]
+        dec_in, dec_in_lengths = self.loss.decoder_inputs(batch["tokens"], batch["token_lengths"])
         out = self.model.forward_unified(
-            audio=batch.get("audio"), audio_lengths=batch["audio_lengths"],
-            video=batch.get("video"), video_lengths=batch["video_lengths"],
-            tokens=dec_in, token_lengths=dec_in_lengths, modalities=modalities,
+            batch.get("audio"), batch["audio_lengths"], batch.get("video"),
+            batch["video_lengths"], dec_in, dec_in_lengths, modalities=modalities,
         )
         total = torch.zeros((), device=batch["tokens"].device)
         logs: dict[str, torch.Tensor] = {}
-        for m in modalities:
-            o = out[m]
-            parts = self.loss(o["ctc_log_probs"], o["enc_lengths"], o["logits"],
-                              batch["tokens"], batch["token_lengths"])
+        for m, o in out.items():
+            tokens = batch["tokens"].index_select(0, o.index)
+            token_lengths = batch["token_lengths"].index_select(0, o.index)
+            parts = self.loss(o.ctc_log_probs, o.enc_lengths, o.decoder_logits, tokens,
+                              token_lengths)
             total = total + self.modality_weights[m] * parts["loss"]
             for k, v in parts.items():
                 logs[f"{k}_{m}"] = v.detach()
         logs["loss"] = total.detach()
         return total, logs, out
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if not batch["ids"]:
+            return None  # every item was an unreadable file: counted by the dataset, skip step
         loss, logs, _ = self._losses(batch)
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=bs,
@@ -108,6 +109,8 @@ class SupervisedTask(pl.LightningModule):
         self._val_counters = {m: ErrorCounter() for m in self.modalities}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        if not batch["ids"]:
+            return
         _, logs, out = self._losses(batch)
         bs = len(batch["ids"])
         self.log_dict({f"val/{k}": v for k, v in logs.items()}, batch_size=bs,
@@ -117,9 +120,11 @@ class SupervisedTask(pl.LightningModule):
         # Greedy CTC WER is cheap and tracks the final beam/attention WER closely enough to
         # select checkpoints; the full decoding matrix is avsr.evaluate's job.
         for m, o in out.items():
-            hyps = ctc_greedy(o["ctc_log_probs"], o["enc_lengths"], self.tokenizer.blank_id)
-            self._val_counters[m].update(batch["texts"], [self.tokenizer.decode(h) for h in hyps],
-                                         batch["ids"])
+            hyps = ctc_greedy(o.ctc_log_probs, o.enc_lengths, self.tokenizer.blank_id)
+            idx = o.index.tolist()
+            self._val_counters[m].update([batch["texts"][i] for i in idx],
+                                         [self.tokenizer.decode(h) for h in hyps],
+                                         [batch["ids"][i] for i in idx])
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_counters:

@@ -10,7 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-__all__ = ["set_torch_threads", "ensure_synthetic_corpus", "prepare_data"]
+__all__ = ["set_torch_threads", "ensure_synthetic_corpus", "prepare_data", "skip_totals"]
 
 log = logging.getLogger(__name__)
 
@@ -50,5 +50,19 @@ def prepare_data(cfg: DictConfig):
     tokenizer."""
     ensure_synthetic_corpus(cfg.get("synthetic"))
     datamodule = hydra.utils.instantiate(cfg.data)
-    tokenizer = datamodule.prepare_tokenizer()
+    tokenizer = datamodule.load_tokenizer()
     return datamodule, tokenizer
+
+
+def skip_totals(per_dataset: dict[str, dict]) -> dict:
+    """Fold the datamodule's per-dataset skip summaries into one run-summary entry."""
+    total = 0
+    by_problem: dict[str, int] = {}
+    files: set[str] = set()
+    for summary in per_dataset.values():
+        total += int(summary.get("skipped_unique", 0))
+        for problem, n in summary.get("by_problem", {}).items():
+            by_problem[problem] = by_problem.get(problem, 0) + int(n)
+        files.update(summary.get("files", []))
+    return {"total": total, "by_problem": by_problem, "files": sorted(files),
+            "per_dataset": per_dataset}

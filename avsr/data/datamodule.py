@@ -1,0 +1,335 @@
+"""Lightning data module: corpus -> datasets -> frame-budget batches, plus noisy test loaders.
+
+Wiring notes for the trainer:
+
+- Give the ``Trainer`` ``use_distributed_sampler=False``. The loaders use
+  :class:`~avsr.data.sampler.FrameBudgetBatchSampler`, which shards across ranks by itself;
+  Lightning's automatic ``DistributedSampler`` replacement would conflict with it.
+- The loaders are :class:`AVDataLoader` s. They are stateful (``state_dict`` /
+  ``load_state_dict``), so Lightning stores the sampler's epoch and position in checkpoints
+  and a resumed run continues with the next unseen batch.
+- A batch may hold 0 items when all of its items were skipped; the training step should
+  return None for ``len(batch["ids"]) == 0``.
+- :meth:`AVDataModule.skip_summary` gives the skip counts for the run summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from avsr.data.corpora import Utterance
+from avsr.data.dataset import AVDataset
+from avsr.data.io import FPS, MediaError, probe
+from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
+from avsr.data.sampler import FrameBudgetBatchSampler
+from avsr.data.tokenizer import Tokenizer, train_tokenizer
+from avsr.data.transforms import AudioTransform, VideoTransform
+
+__all__ = ["AVDataModule", "AVDataLoader", "Corpus", "utterance_lengths"]
+
+log = logging.getLogger(__name__)
+
+
+class Corpus(Protocol):
+    """What the data module needs from a corpus reader (LRS3, LRS2, ...)."""
+
+    def utterances(self, split: str) -> list[Utterance]: ...  # pragma: no cover
+
+
+def utterance_lengths(utterances: Sequence[Utterance]) -> list[int]:
+    """Length in video frames of every utterance, for the sampler.
+
+    ``num_frames`` when the corpus knew it; otherwise a container probe (header only, no
+    decoding). An unreadable file gets length 1: the dataset will skip and report it.
+    """
+    lengths = []
+    for u in utterances:
+        n = u.num_frames
+        if n is None:
+            path = u.video_path or u.audio_path
+            try:
+                info = probe(path) if path is not None else {}
+            except MediaError:
+                info = {}
+            n = info.get("num_frames") or round((info.get("duration") or 0.0) * FPS)
+        lengths.append(max(1, int(n)))
+    return lengths
+
+
+class AVDataLoader(DataLoader):
+    """DataLoader that merges worker skip reports and counts consumed batches.
+
+    Args:
+        consumer_prefetch: batches the consumer requests ahead of the one it is processing;
+            the saved position subtracts them so a resumed run continues right after the last
+            processed batch. Lightning's fetcher does not prefetch a loader that has a length
+            (this one), hence the default 0.
+        **kwargs: :class:`torch.utils.data.DataLoader` arguments; ``batch_sampler`` must be a
+            :class:`~avsr.data.sampler.FrameBudgetBatchSampler` for ``state_dict``.
+    """
+
+    def __init__(self, *args: Any, consumer_prefetch: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumer_prefetch = consumer_prefetch
+        self._delivered = 0
+        self._exhausted = False
+        self._start = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler = self.batch_sampler
+        self._start = getattr(sampler, "resume_position", 0)
+        self._delivered, self._exhausted = 0, False
+        dataset = self.dataset
+        for batch in super().__iter__():
+            self._delivered += 1
+            if self.num_workers > 0 and isinstance(dataset, AVDataset):
+                # the workers' dataset copies counted these; the main-process report did not
+                dataset.report.merge_batch(batch)
+                dataset.report.check(dataset.max_bad_fraction, dataset.min_items_for_check)
+            yield batch
+        self._exhausted = True
+        if isinstance(dataset, AVDataset):  # small sets never reach the minimum: judge at the end
+            dataset.report.check(dataset.max_bad_fraction, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's state with ``position`` = batches consumed in the current epoch."""
+        state = dict(self.batch_sampler.state_dict())
+        ahead = 0 if self._exhausted else self.consumer_prefetch
+        state["position"] = self._start + max(0, self._delivered - ahead)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the sampler: the next pass of the saved epoch skips the consumed batches."""
+        self.batch_sampler.load_state_dict(state)
+        self._start, self._delivered, self._exhausted = int(state["position"]), 0, False
+
+
+class AVDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over one corpus, and deterministic noisy test loaders.
+
+    Args:
+        corpus: object with ``utterances(split)`` (e.g. ``avsr.data.corpora.LRS3``).
+        tokenizer_path: SentencePiece model; trained from the ``train_split`` transcripts and
+            saved here when it does not exist.
+        vocab_size: vocabulary size used when the tokenizer must be trained.
+        train_split, val_split, test_split: split names of ``corpus``.
+        modalities: modalities to load (``audio``, ``video``).
+        max_frames: training frame budget per batch (batch size × longest item).
+        max_frames_eval: evaluation budget (default: ``max_frames``).
+        max_batch_size: optional cap on items per batch.
+        num_buckets: length buckets of the sampler.
+        num_workers: DataLoader worker processes.
+        train_video_transform, eval_video_transform, train_audio_transform,
+            eval_audio_transform: transform objects; None builds the default
+            :class:`VideoTransform` / :class:`AudioTransform` with ``train`` set accordingly.
+        noise: training noise augmentation or None, e.g. ``NoiseAugment("babble", snrs=...)``:
+            the ``"babble"`` placeholder is bound here to :meth:`babble` (training split).
+        babble_num_speakers: talkers per babble draw (training babble and
+            :meth:`test_dataloader_for`).
+        cache: keep decoded media in memory (see :class:`AVDataset`).
+        seed: sampler and noisy-test seed.
+        max_bad_fraction: skip rate that stops the run.
+        pin_memory: DataLoader ``pin_memory``.
+    """
+
+    def __init__(
+        self,
+        *,
+        corpus: Corpus,
+        tokenizer_path: str | Path,
+        vocab_size: int = 1000,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "test",
+        modalities: Sequence[str] = ("audio", "video"),
+        max_frames: int = 1600,
+        max_frames_eval: int | None = None,
+        max_batch_size: int | None = None,
+        num_buckets: int = 20,
+        num_workers: int = 0,
+        train_video_transform: Any | None = None,
+        eval_video_transform: Any | None = None,
+        train_audio_transform: Any | None = None,
+        eval_audio_transform: Any | None = None,
+        noise: Any | None = None,
+        babble_num_speakers: int = 30,
+        cache: bool = False,
+        seed: int = 0,
+        max_bad_fraction: float = 0.05,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.tokenizer_path = Path(tokenizer_path)
+        self.vocab_size = vocab_size
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.modalities = tuple(modalities)
+        self.max_frames = max_frames
+        self.max_frames_eval = max_frames_eval or max_frames
+        self.max_batch_size = max_batch_size
+        self.num_buckets = num_buckets
+        self.num_workers = num_workers
+        # `is None`, not `or`: a transform object must never be replaced because it is falsy
+        self.video_transforms = {
+            True: VideoTransform(train=True) if train_video_transform is None
+            else train_video_transform,
+            False: VideoTransform(train=False) if eval_video_transform is None
+            else eval_video_transform,
+        }
+        self.audio_transforms = {
+            True: AudioTransform(train=True) if train_audio_transform is None
+            else train_audio_transform,
+            False: AudioTransform(train=False) if eval_audio_transform is None
+            else eval_audio_transform,
+        }
+        self.noise = noise
+        self.babble_num_speakers = babble_num_speakers
+        self.cache = cache
+        self.seed = seed
+        self.max_bad_fraction = max_bad_fraction
+        self.pin_memory = pin_memory
+        self.tokenizer: Tokenizer | None = None
+        self.datasets: dict[str, AVDataset] = {}
+        self.samplers: dict[str, FrameBudgetBatchSampler] = {}
+        self._babble: BabbleNoise | None = None
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Train the tokenizer when its model is absent (Lightning runs this on one process)."""
+        if self.tokenizer_path.is_file():
+            return
+        texts = [u.text for u in self.corpus.utterances(self.splits["train"])]
+        log.info("training tokenizer on %d %s transcripts -> %s", len(texts),
+                 self.splits["train"], self.tokenizer_path)
+        # train under a private name and rename: concurrent ranks never read a partial file
+        tmp = self.tokenizer_path.with_name(f".{self.tokenizer_path.stem}.{os.getpid()}")
+        trained = train_tokenizer(texts, tmp, self.vocab_size)
+        trained.replace(self.tokenizer_path)
+        vocab = Path(f"{tmp}.vocab")
+        if vocab.is_file():
+            vocab.replace(self.tokenizer_path.with_suffix(".vocab"))
+
+    def load_tokenizer(self) -> Tokenizer:
+        """The tokenizer, trained first if its model is absent.
+
+        Call it before building the model when the model needs ``vocab_size``.
+        """
+        if self.tokenizer is None:
+            self.prepare_data()  # no-op when the model exists; covers use outside a Trainer
+            self.tokenizer = Tokenizer(self.tokenizer_path)
+        return self.tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the tokenizer and build the datasets the ``stage`` needs."""
+        self.load_tokenizer()
+        if isinstance(self.noise, NoiseAugment) and self.noise.needs_babble:
+            self.noise.bind(self.babble())
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
+                  "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
+        for role in wanted:
+            if role not in self.datasets:
+                self.datasets[role] = self._dataset(role)
+
+    def _dataset(self, role: str, noise: Any | None = None) -> AVDataset:
+        train = role == "train"
+        dataset = AVDataset(
+            self.corpus.utterances(self.splits[role]),
+            self.tokenizer,
+            self.video_transforms[train],
+            self.audio_transforms[train],
+            modalities=self.modalities,
+            noise=self.noise if train else noise,
+            max_bad_fraction=self.max_bad_fraction,
+            cache=self.cache,
+        )
+        if self.cache and self.num_workers > 0:
+            dataset.preload()  # decoded once here, shared copy-on-write by forked workers
+        return dataset
+
+    # -- loaders ----------------------------------------------------------------------------
+
+    def _check_trainer(self) -> None:
+        trainer = getattr(self, "trainer", None)
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if (trainer is not None and getattr(trainer, "world_size", 1) > 1
+                and getattr(connector, "use_distributed_sampler", False)):
+            raise ValueError("AVDataModule shards batches itself: build the Trainer with "
+                             "use_distributed_sampler=False")
+
+    def _loader(self, role: str, dataset: AVDataset) -> AVDataLoader:
+        train = role == "train"
+        self._check_trainer()
+        sampler = FrameBudgetBatchSampler(
+            utterance_lengths(dataset.utterances),
+            self.max_frames if train else self.max_frames_eval,
+            shuffle=train,
+            seed=self.seed,
+            num_buckets=self.num_buckets,
+            max_batch_size=self.max_batch_size,
+        )
+        self.samplers[role] = sampler
+        return AVDataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=dataset.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def _get(self, role: str) -> AVDataset:
+        if role not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[role])
+        return self.datasets[role]
+
+    def train_dataloader(self) -> AVDataLoader:
+        return self._loader("train", self._get("train"))
+
+    def val_dataloader(self) -> AVDataLoader:
+        return self._loader("val", self._get("val"))
+
+    def test_dataloader(self) -> AVDataLoader:
+        return self._loader("test", self._get("test"))
+
+    def babble(self) -> BabbleNoise:
+        """Babble noise built from the TRAINING split only (never val/test speech)."""
+        if self._babble is None:
+            train_utts = self.corpus.utterances(self.splits["train"])
+            self._babble = BabbleNoise(train_utts, num_speakers=self.babble_num_speakers,
+                                       seed=self.seed)
+        return self._babble
+
+    def test_dataloader_for(self, noise_type: str | None, snr: float | None) -> AVDataLoader:
+        """A test loader whose audio carries ``noise_type`` noise at ``snr`` dB.
+
+        The noise of each utterance is seeded by (seed, utterance id), so the noisy test set
+        is identical in every run. ``noise_type=None`` or ``snr=None`` gives the clean set.
+
+        Args:
+            noise_type: ``"babble"`` (from training utterances), ``"white"`` or None.
+            snr: SNR in dB (0 is 0 dB) or None.
+        """
+        self.load_tokenizer()
+        if noise_type is None or snr is None:
+            mixer = None
+        elif noise_type == "babble":
+            mixer = FixedNoiseMixer(self.babble(), snr_db=snr, seed=self.seed)
+        elif noise_type == "white":
+            mixer = FixedNoiseMixer(WhiteNoise(), snr_db=snr, seed=self.seed)
+        else:
+            raise ValueError(f"noise_type must be 'babble', 'white' or None, got {noise_type!r}")
+        key = f"test/{noise_type}/{snr}"
+        self.datasets[key] = self._dataset("test", noise=mixer)
+        return self._loader("test", self.datasets[key])
+
+    def skip_summary(self) -> dict[str, dict[str, Any]]:
+        """Skip summaries per dataset built so far (for the run summary)."""
+        return {name: ds.skipped for name, ds in self.datasets.items()}
