@@ -54,8 +54,13 @@ def _resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | Non
     return ckpt_path
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job described by ``cfg``; return a summary dict."""
+def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
+    """Run one training job described by ``cfg``; return a summary dict.
+
+    Args:
+        cfg: the composed config (``configs/train.yaml``).
+        extra_callbacks: callbacks added to those of ``cfg.callbacks`` (programmatic use).
+    """
     start = time.time()
     set_torch_threads(cfg.get("num_threads"))
     pl.seed_everything(cfg.seed, workers=True)
@@ -74,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(_ConfigInCheckpoint(config_container))
+    callbacks.extend(extra_callbacks or [])
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()]

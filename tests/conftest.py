@@ -80,3 +80,45 @@ def lrs3_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     })
     (root / "val_ids.txt").write_text("trainval/spk003/00000\ntrainval/spk003/00001\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real synthetic corpus (espeak speech + rendered lips) in LRS3 layout."""
+    from avsr.data.synthetic import generate_corpus
+
+    root = tmp_path_factory.mktemp("synth") / "grid"
+    generate_corpus(root, seed=7, num_train=24, num_val=6, num_test=6, domain="grid",
+                    num_train_speakers=4, num_val_speakers=2, num_test_speakers=2, workers=1)
+    return root
+
+
+def tiny_overrides(root: Path, out: Path) -> list[str]:
+    """Hydra overrides that shrink any recipe to seconds on a CPU with the tiny corpus."""
+    return [
+        f"paths.output_dir={out}",
+        f"paths.data_dir={root.parent}",
+        f"data.corpus.root={root}",
+        "data.vocab_size=40",
+        "data.max_frames=400",
+        "data.max_frames_eval=400",
+        "data.cache=false",
+        "data.num_workers=0",
+        "data.babble_num_speakers=2",
+        "synthetic=null",
+        "model.audio_frontend.widths=[4,4,8,8]",
+        "model.video_frontend.widths=[4,4,8,8]",
+        "model.video_frontend.stem_channels=4",
+        "model.encoder.d_model=16",
+        "model.encoder.num_layers=1",
+        "model.encoder.num_heads=2",
+        "model.encoder.ffn_dim=32",
+        "model.decoder.num_layers=1",
+        "model.decoder.num_heads=2",
+        "model.decoder.ffn_dim=32",
+        "num_threads=2",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "eval.noise.snrs=[0]",
+        "eval.limit=4",
+    ]

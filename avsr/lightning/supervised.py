@@ -96,7 +96,7 @@ class SupervisedTask(pl.LightningModule):
             return None  # every item was an unreadable file: counted by the dataset, skip step
         loss, logs, _ = self._losses(batch)
         bs = len(batch["ids"])
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=bs,
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs,
                       prog_bar=False, on_step=True, on_epoch=False)
         self.log("train/loss", logs["loss"], batch_size=bs, prog_bar=True, on_step=True)
         opt = self.optimizers(use_pl_optimizer=False) if self._trainer is not None else None

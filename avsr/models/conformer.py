@@ -1,0 +1,146 @@
+"""Conformer encoder composed from ``torchaudio.models.conformer.ConformerLayer``.
+
+torchaudio's ``Conformer.forward`` lets padded frames leak into valid ones through the
+depthwise convolution (it never masks them), and it has no positional encoding. We keep its
+layers (parameters and names: ``ffn1``, ``self_attn``, ``conv_module``, ``ffn2``,
+``final_layer_norm``) and run them with a forward that zeroes padded frames right before the
+depthwise convolution, so a padded batch row equals the item alone (in eval mode).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchaudio.models.conformer import ConformerLayer
+
+from avsr.models.encoder import make_positional_encoding
+from avsr.models.positional import ConvPositionalEncoding
+from avsr.models.utils import check_shape, make_pad_mask
+
+__all__ = ["ConformerEncoder"]
+
+
+def _check_layer_layout(layer: ConformerLayer) -> None:
+    """Fail loudly if torchaudio changes the conv module we index into."""
+    seq = layer.conv_module.sequential
+    kinds = [type(m) for m in seq]
+    expected = [nn.Conv1d, nn.GLU, nn.Conv1d]
+    if kinds[:3] != expected or seq[2].groups == 1:
+        raise RuntimeError(f"unexpected torchaudio Conformer conv module layout: {kinds}")
+
+
+class ConformerEncoder(nn.Module):
+    """Conformer encoder (Gulati et al., "Conformer: Convolution-augmented Transformer for
+    Speech Recognition", Interspeech 2020), as used by auto_avsr (Ma et al., ICASSP 2023).
+
+    Macaron FFN halves, MHSA, convolution module (pointwise, GLU, depthwise, BatchNorm, SiLU,
+    pointwise), final LayerNorm per layer. Absolute positions are added at the input
+    (auto_avsr uses relative-position attention instead).
+
+    Args:
+        d_model: model dimension D.
+        num_layers: Conformer layers.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        dropout: dropout.
+        kernel_size: depthwise convolution kernel (odd; 31 in auto_avsr).
+        pos_enc: ``"sinusoidal"``, ``"conv"`` or ``"none"``.
+        use_group_norm: GroupNorm instead of BatchNorm in the convolution module.
+        convolution_first: convolution module before self-attention.
+        pos_conv_kernel: kernel of the convolutional positional embedding.
+        pos_conv_groups: groups of the convolutional positional embedding.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        kernel_size: int = 31,
+        pos_enc: str = "sinusoidal",
+        use_group_norm: bool = False,
+        convolution_first: bool = False,
+        pos_conv_kernel: int = 128,
+        pos_conv_groups: int = 16,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.pos_enc = make_positional_encoding(pos_enc, d_model, pos_conv_kernel, pos_conv_groups)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            ConformerLayer(
+                d_model,
+                ffn_dim,
+                num_heads,
+                kernel_size,
+                dropout=dropout,
+                use_group_norm=use_group_norm,
+                convolution_first=convolution_first,
+            )
+            for _ in range(num_layers)
+        )
+        for layer in self.layers:
+            _check_layer_layout(layer)
+
+    @staticmethod
+    def _conv(layer: ConformerLayer, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x (B, T, D); valid (B, 1, T) float. Mask after the GLU: LayerNorm and the pointwise
+        # convolution turn zero padding into nonzero values the depthwise conv would mix in.
+        module = layer.conv_module
+        y = module.layer_norm(x).transpose(1, 2)  # (B, D, T)
+        y = module.sequential[1](module.sequential[0](y)) * valid
+        for m in module.sequential[2:]:
+            y = m(y)
+        return x + y.transpose(1, 2)
+
+    def _layer(
+        self,
+        layer: ConformerLayer,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        # ConformerLayer.forward with masking before the depthwise conv; batch-first.
+        x = x + 0.5 * layer.ffn1(x)
+        if layer.convolution_first:
+            x = self._conv(layer, x, valid)
+        y = layer.self_attn_layer_norm(x).transpose(0, 1)  # (T, B, D): MHA is sequence-first
+        y, _ = layer.self_attn(y, y, y, key_padding_mask=key_padding_mask, need_weights=False)
+        x = x + layer.self_attn_dropout(y.transpose(0, 1))
+        if not layer.convolution_first:
+            x = self._conv(layer, x, valid)
+        x = x + 0.5 * layer.ffn2(x)
+        return layer.final_layer_norm(x)
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode.
+
+        Args:
+            x: (B, T, D) features.
+            lengths: valid frames (B,); ``None`` means all T.
+
+        Returns:
+            (B, T, D) outputs, zero past each length, and lengths (B,).
+        """
+        check_shape("x", x, 3, "(B, T, D)")
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"x must be (B, T, {self.d_model}), got {tuple(x.shape)}")
+        batch, frames = x.shape[:2]
+        if lengths is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
+        pad = make_pad_mask(lengths, frames)
+        if isinstance(self.pos_enc, ConvPositionalEncoding):
+            x = self.pos_enc(x, pad)
+        elif self.pos_enc is not None:
+            x = self.pos_enc(x)
+        x = self.dropout(x)
+        # an empty item attends everything (finite garbage) instead of producing NaN
+        key_padding_mask = pad & (lengths > 0).unsqueeze(1)
+        valid = (~pad).to(x.dtype).unsqueeze(1)
+        for layer in self.layers:
+            x = self._layer(layer, x, key_padding_mask, valid)
+        return x.masked_fill(pad.unsqueeze(-1), 0.0), lengths

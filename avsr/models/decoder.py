@@ -1,0 +1,276 @@
+"""Pre-LN Transformer decoder with a true key/value cache for incremental decoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
+from avsr.models.positional import SinusoidalPositionalEncoding
+from avsr.models.utils import check_shape, make_activation
+
+__all__ = ["DecoderState", "TransformerDecoderLayer", "TransformerDecoder"]
+
+
+@dataclass
+class DecoderState:
+    """Incremental decoding state of :class:`TransformerDecoder` for N running sequences.
+
+    Attributes:
+        self_k, self_v: per layer, cached self-attention keys/values (N, H, t, D / H) of the
+            t tokens fed so far.
+        cross_k, cross_v: per layer, cross-attention keys/values (N, H, T, D / H) of the
+            memory, computed once by ``init_state``.
+        cross_mask: bool (N, 1, 1, T), True at valid memory frames.
+        offset: number of tokens fed so far (position of the next token).
+    """
+
+    self_k: list[torch.Tensor] = field(default_factory=list)
+    self_v: list[torch.Tensor] = field(default_factory=list)
+    cross_k: list[torch.Tensor] = field(default_factory=list)
+    cross_v: list[torch.Tensor] = field(default_factory=list)
+    cross_mask: torch.Tensor | None = None
+    offset: int = 0
+
+
+class TransformerDecoderLayer(nn.Module):
+    """Pre-LN decoder layer: causal self-attention, cross-attention to memory, FFN.
+
+    Names follow fairseq (``self_attn``, ``self_attn_layer_norm``, ``encoder_attn``,
+    ``encoder_attn_layer_norm``, ``fc1``, ``fc2``, ``final_layer_norm``).
+
+    Args:
+        d_model: model dimension D.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        dropout: dropout on attention probabilities, FFN hidden units and residual branches.
+        activation: FFN activation.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.encoder_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, d_model)
+        self.activation = make_activation(activation)
+        self.final_layer_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dropout(self.activation(self.fc1(self.final_layer_norm(x))))
+        return x + self.dropout(self.fc2(y))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cross_k: torch.Tensor,
+        cross_v: torch.Tensor,
+        cross_mask: torch.Tensor,
+        self_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the layer on L new tokens.
+
+        Args:
+            x: (B, L, D) inputs of the new tokens.
+            cross_k, cross_v: (B, H, T, D / H) projected memory.
+            cross_mask: bool (B, 1, 1, T), True at valid memory frames.
+            self_kv: cached self-attention keys/values (B, H, t, D / H) of earlier tokens;
+                ``None`` when x holds the whole prefix (teacher forcing, causal mask).
+
+        Returns:
+            (B, L, D) outputs and the self-attention keys/values including the new tokens.
+        """
+        attn = self.self_attn
+        q, k, v = attn.project_qkv(self.self_attn_layer_norm(x))
+        if self_kv is not None:
+            k = torch.cat([self_kv[0], k], dim=2)
+            v = torch.cat([self_kv[1], v], dim=2)
+        # with a cache the new token may see every cached one; L == 1 needs no mask
+        causal = self_kv is None and x.shape[1] > 1
+        x = x + self.dropout(attn.attend(q, k, v, is_causal=causal))
+        q = self.encoder_attn.project_q(self.encoder_attn_layer_norm(x))
+        x = x + self.dropout(self.encoder_attn.attend(q, cross_k, cross_v, cross_mask))
+        return self._ffn(x), (k, v)
+
+
+class TransformerDecoder(nn.Module):
+    """Attention decoder of the hybrid CTC/attention model (Watanabe et al., "Hybrid
+    CTC/Attention Architecture for End-to-End Speech Recognition", IEEE JSTSP 2017).
+
+    Token embedding scaled by √D plus sinusoidal positions, pre-LN layers, final LayerNorm,
+    output projection to the vocabulary (fairseq names: ``embed_tokens``, ``layers``,
+    ``layer_norm``, ``output_projection``).
+
+    Incremental decoding keeps a true per-layer key/value cache: ``init_state`` projects the
+    memory for cross-attention once; each ``step`` projects only the newest token. The state is
+    reordered along its batch axis by ``reorder_state`` (beam search: expand or pick parents).
+
+    Args:
+        vocab_size: output vocabulary V (includes blank/sos/eos).
+        d_model: model dimension D.
+        num_layers: decoder layers.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden size.
+        dropout: dropout.
+        activation: FFN activation.
+        tie_embeddings: share the output projection with the token embedding.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        tie_embeddings: bool = False,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.embed_tokens = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=d_model**-0.5)
+        self.embed_positions = SinusoidalPositionalEncoding(d_model, scale=math.sqrt(d_model))
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation)
+            for _ in range(num_layers)
+        )
+        self.layer_norm = nn.LayerNorm(d_model)
+        self.output_projection = nn.Linear(d_model, vocab_size, bias=not tie_embeddings)
+        if tie_embeddings:
+            self.output_projection.weight = self.embed_tokens.weight
+
+    def _memory(
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        check_shape("memory", memory, 3, "(B, T, D)")
+        if memory.shape[-1] != self.d_model:
+            raise ValueError(f"memory must be (B, T, {self.d_model}), got {tuple(memory.shape)}")
+        batch, frames = memory.shape[:2]
+        if memory_lengths is None:
+            memory_lengths = torch.full((batch,), frames, dtype=torch.long, device=memory.device)
+        mask = key_padding_attn_mask(memory_lengths, frames)
+        kv = [layer.encoder_attn.project_kv(memory) for layer in self.layers]
+        return [k for k, _ in kv], [v for _, v in kv], mask
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_lengths: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits.
+
+        Args:
+            tokens: (B, L) decoder inputs, starting with sos. Positions past
+                ``token_lengths`` are padding; causal attention keeps them out of valid
+                positions, so their logits are meaningless and the lengths are not needed.
+            token_lengths: (B,) valid tokens (accepted for the ``(x, lengths)`` convention).
+            memory: (B, T, D) encoder output.
+            memory_lengths: (B,) valid frames; ``None`` means all T.
+
+        Returns:
+            logits (B, L, V).
+        """
+        check_shape("tokens", tokens, 2, "(B, L)")
+        if tokens.shape[0] != memory.shape[0]:
+            raise ValueError(
+                f"tokens {tuple(tokens.shape)} and memory {tuple(memory.shape)} differ in B"
+            )
+        cross_k, cross_v, mask = self._memory(memory, memory_lengths)
+        x = self.dropout(self.embed_positions(self.embed_tokens(tokens)))
+        for layer, k, v in zip(self.layers, cross_k, cross_v):
+            x, _ = layer(x, k, v, mask)
+        return self.output_projection(self.layer_norm(x))
+
+    def init_state(
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None
+    ) -> DecoderState:
+        """Start incremental decoding: project the memory for every layer's cross-attention.
+
+        Args:
+            memory: (B, T, D) encoder output.
+            memory_lengths: (B,) valid frames; ``None`` means all T.
+
+        Returns:
+            A :class:`DecoderState` with empty self-attention caches.
+        """
+        cross_k, cross_v, mask = self._memory(memory, memory_lengths)
+        return DecoderState(cross_k=cross_k, cross_v=cross_v, cross_mask=mask, offset=0)
+
+    def step(
+        self, tokens_last: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per sequence; the first step feeds sos.
+
+        Args:
+            tokens_last: (B,) the newest token of each sequence.
+            state: state from ``init_state`` or the previous ``step``.
+
+        Returns:
+            logits (B, V) for the next token, and the new state (the input state is not
+            modified).
+        """
+        check_shape("tokens_last", tokens_last, 1, "(B,)")
+        assert state.cross_mask is not None
+        x = self.embed_positions(self.embed_tokens(tokens_last).unsqueeze(1), state.offset)
+        x = self.dropout(x)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            cache = (state.self_k[i], state.self_v[i]) if state.offset > 0 else None
+            x, (k, v) = layer(x, state.cross_k[i], state.cross_v[i], state.cross_mask, cache)
+            new_k.append(k)
+            new_v.append(v)
+        logits = self.output_projection(self.layer_norm(x)).squeeze(1)
+        new_state = DecoderState(
+            self_k=new_k,
+            self_v=new_v,
+            cross_k=state.cross_k,
+            cross_v=state.cross_v,
+            cross_mask=state.cross_mask,
+            offset=state.offset + 1,
+        )
+        return logits, new_state
+
+    @staticmethod
+    def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
+        """Select/repeat sequences of a state along its batch axis.
+
+        Args:
+            state: the state (N sequences).
+            index: (N',) long indices into the N sequences (e.g. beam parents, or
+                ``arange(B).repeat_interleave(W)`` to expand B utterances to B·W beams).
+
+        Returns:
+            A new state of N' sequences.
+        """
+
+        def pick(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [t.index_select(0, index) for t in ts]
+
+        assert state.cross_mask is not None
+        return DecoderState(
+            self_k=pick(state.self_k),
+            self_v=pick(state.self_v),
+            cross_k=pick(state.cross_k),
+            cross_v=pick(state.cross_v),
+            cross_mask=state.cross_mask.index_select(0, index),
+            offset=state.offset,
+        )

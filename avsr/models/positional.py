@@ -1,0 +1,103 @@
+"""Positional encodings: fixed sinusoids and the wav2vec 2.0 / AV-HuBERT convolution."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from avsr.models.utils import check_shape
+
+__all__ = ["sinusoidal_table", "SinusoidalPositionalEncoding", "ConvPositionalEncoding"]
+
+
+def sinusoidal_table(length: int, dim: int, offset: int = 0) -> torch.Tensor:
+    """Sinusoid table of Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+
+    Args:
+        length: number of positions.
+        dim: model dimension (even).
+        offset: first position.
+
+    Returns:
+        (length, dim) float32: ``sin`` in even and ``cos`` in odd channels.
+    """
+    position = torch.arange(offset, offset + length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div[: dim // 2])
+    return table
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Adds fixed sinusoids: ``x * scale + PE[offset : offset + T]``.
+
+    The first ``max_len`` rows are a non-persistent buffer (nothing enters the state dict);
+    longer inputs get a table computed on the fly (the buffer never changes shape).
+
+    Args:
+        d_model: model dimension D.
+        scale: multiplier of the input (√D for token embeddings, 1 for features).
+        max_len: rows kept in the buffer (2048 frames = 82 s at 25 Hz).
+    """
+
+    def __init__(self, d_model: int, scale: float = 1.0, max_len: int = 2048) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.scale = scale
+        self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def table(self, end: int) -> torch.Tensor:
+        """The first ``end`` rows (end, D) of the table."""
+        if end > self.pe.shape[0]:
+            return sinusoidal_table(end, self.d_model).to(self.pe.device)
+        return self.pe[:end]
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Args: x (B, T, D); offset: index of the first position. Returns (B, T, D)."""
+        check_shape("x", x, 3, "(B, T, D)")
+        pe = self.table(offset + x.shape[1])[offset:].to(x.dtype)
+        return (x * self.scale if self.scale != 1.0 else x) + pe
+
+
+class _SamePad(nn.Module):
+    """Drops the extra trailing step an even kernel with padding k // 2 produces."""
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.remove = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, : -self.remove] if self.remove else x
+
+
+class ConvPositionalEncoding(nn.Module):
+    """Relative positions from a grouped convolution, ``x + GELU(conv(x))``.
+
+    Baevski et al., "wav2vec 2.0", NeurIPS 2020; used by AV-HuBERT (Shi et al., ICLR 2022),
+    whose checkpoints name it ``pos_conv.0`` (weight-normalised over dim 2). Padded positions
+    are zeroed before the convolution so they act like its own zero padding.
+
+    Args:
+        d_model: model dimension D (divisible by ``groups``).
+        kernel_size: convolution width (128 in AV-HuBERT).
+        groups: convolution groups (16 in AV-HuBERT).
+    """
+
+    def __init__(self, d_model: int, kernel_size: int = 128, groups: int = 16) -> None:
+        super().__init__()
+        conv = nn.Conv1d(d_model, d_model, kernel_size, padding=kernel_size // 2, groups=groups)
+        std = math.sqrt(4.0 / (kernel_size * d_model))
+        nn.init.normal_(conv.weight, mean=0.0, std=std)
+        nn.init.zeros_(conv.bias)
+        conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.pos_conv = nn.Sequential(conv, _SamePad(kernel_size), nn.GELU())
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: x (B, T, D); pad_mask (B, T) True at padding. Returns (B, T, D)."""
+        check_shape("x", x, 3, "(B, T, D)")
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        return x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
