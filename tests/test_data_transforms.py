@@ -93,3 +93,17 @@ def test_bad_shapes() -> None:
         VideoTransform()(torch.zeros(3, 1, 96, 96))
     with pytest.raises(ValueError, match=r"\(S,\)"):
         AudioTransform()(torch.zeros(2, 100))
+
+
+def test_video_output_size_area_resamples_the_crop():
+    from avsr.data.transforms import VideoTransform
+
+    video = torch.randint(0, 256, (5, 96, 96), dtype=torch.uint8)
+    full = VideoTransform(train=False, crop_size=88)(video)
+    small = VideoTransform(train=False, crop_size=88, output_size=44)(video)
+    assert small.shape == (5, 1, 44, 44)
+    # area resampling by 2 = the mean of each 2x2 block of the normalised crop
+    expected = full.reshape(5, 1, 44, 2, 44, 2).mean(dim=(3, 5))
+    assert torch.allclose(small, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="output_size"):
+        VideoTransform(crop_size=88, output_size=96)

@@ -63,6 +63,23 @@ def probe(path: str | Path) -> dict:
         raise MediaError(path, f"cannot open ({e})") from e
 
 
+# Limited-range (MPEG) luma 16..235 to full-range gray 0..255: the same values as FFmpeg's
+# yuv->gray conversion (checked in tests), as a table lookup instead of a swscale call.
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+_PLANAR_YUV = {"yuv420p", "yuv422p", "yuv444p", "yuvj420p", "yuvj422p", "yuvj444p"}
+
+
+def _gray(frame: av.VideoFrame) -> np.ndarray:
+    """Grayscale (H, W) uint8 of a decoded frame; planar YUV takes the luma plane directly."""
+    name = frame.format.name
+    if name in _PLANAR_YUV:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
+        full_range = name.startswith("yuvj") or frame.color_range == 2  # 2 = AVCOL_RANGE_JPEG
+        return y.copy() if full_range else _LIMITED_TO_FULL[y]
+    return frame.to_ndarray(format="gray")
+
+
 def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance: float = 0.5
                ) -> torch.Tensor:
     """Decode every video frame of ``path`` to grayscale.
@@ -95,7 +112,7 @@ def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance
                 raise MediaError(path, f"video is {rate:.2f} fps, expected {expected_fps}")
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="gray"))
+                frames.append(_gray(frame))
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:

@@ -74,10 +74,13 @@ class VideoTransform(nn.Module):
         mean: mean subtracted from [0, 1] gray values.
         std: standard deviation divided out.
         generator: RNG; None uses the global torch RNG (see module docstring).
+        output_size: when set, the crop is area-resampled to ``output_size`` squared after
+            cropping (e.g. 44 for a CPU-sized model: a quarter of the front-end's work, and the
+            augmentation geometry stays that of the 88-pixel crop).
 
     Shapes:
         - input: (T, H, W) uint8 grayscale (or float in [0, 255]).
-        - output: (T, 1, crop_size, crop_size) float32. Masked frames are 0 after normalisation,
+        - output: (T, 1, S, S) float32 with S = ``output_size`` or ``crop_size``. Masked frames are 0 after normalisation,
           i.e. the data mean, so a mask carries no brightness cue.
     """
 
@@ -92,10 +95,14 @@ class VideoTransform(nn.Module):
         mean: float = VIDEO_MEAN,
         std: float = VIDEO_STD,
         generator: torch.Generator | None = None,
+        output_size: int | None = None,
     ) -> None:
         super().__init__()
         if crop_size <= 0 or std <= 0 or time_mask_stride <= 0:
             raise ValueError("crop_size, std and time_mask_stride must be positive")
+        if output_size is not None and not 0 < output_size <= crop_size:
+            raise ValueError(f"output_size must be in (0, crop_size={crop_size}], got {output_size}")
+        self.output_size = output_size
         self.crop_size = crop_size
         self.train_mode = train  # not nn.Module.training: eval() of a parent must not change it
         self.flip_prob = flip_prob
@@ -106,7 +113,8 @@ class VideoTransform(nn.Module):
         self.generator = generator
 
     def extra_repr(self) -> str:
-        return (f"crop_size={self.crop_size}, train={self.train_mode}, "
+        return (f"crop_size={self.crop_size}, output_size={self.output_size}, "
+                f"train={self.train_mode}, "
                 f"flip_prob={self.flip_prob}, time_mask_max_frames={self.time_mask_max_frames}")
 
     def crop_offsets(self, height: int, width: int) -> tuple[int, int]:
@@ -126,6 +134,10 @@ class VideoTransform(nn.Module):
         top, left = self.crop_offsets(video.shape[1], video.shape[2])
         x = video[:, top:top + self.crop_size, left:left + self.crop_size]
         x = (x.float() / 255.0 - self.mean) / self.std
+        if self.output_size is not None and self.output_size != self.crop_size:
+            x = torch.nn.functional.interpolate(
+                x.unsqueeze(1), size=(self.output_size, self.output_size), mode="area"
+            ).squeeze(1)
         if self.train_mode:
             if self.flip_prob > 0 and torch.rand((), generator=self.generator) < self.flip_prob:
                 x = x.flip(-1)

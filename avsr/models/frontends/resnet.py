@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avsr.models.utils import make_activation, make_pad_mask
@@ -26,6 +27,12 @@ class BasicBlock(nn.Module):
     """ResNet basic block: two 3-wide convolutions with batch norm and a residual connection.
 
     Subclasses fix ``conv_cls`` / ``bn_cls`` (1-D or 2-D); the code is shared.
+
+    The strided shortcut (``downsample.0`` 1×1 convolution, ``downsample.1`` batch norm)
+    subsamples its input and then applies a stride-1 1×1 convolution: the same function and
+    weights as a stride-``s`` 1×1 convolution, without oneDNN's strided 1×1 weight-gradient
+    kernel, which writes past its workspace for channels-last inputs with fewer than 16 (AVX-512)
+    or 8 (AVX2) input channels (uxlfoundation/oneDNN#6035: heap corruption or wrong gradients).
 
     Args:
         in_channels: input channels.
@@ -51,7 +58,7 @@ class BasicBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != channels:
             self.downsample = nn.Sequential(
-                self.conv_cls(in_channels, channels, 1, stride=stride, bias=False),
+                self.conv_cls(in_channels, channels, 1, stride=1, bias=False),
                 self.bn_cls(channels),
             )
 
@@ -72,7 +79,15 @@ class BasicBlock(nn.Module):
         if mask is not None:
             out = out * mask
         out = self.bn2(self.conv2(out))
-        residual = x if self.downsample is None else self.downsample(x)
+        if self.downsample is None:
+            residual = x
+        else:
+            if self.stride != 1:  # = a stride-s 1×1 convolution (see the class docstring)
+                # a 1-wide average pool subsamples exactly; unlike slicing, its backward keeps
+                # the channels-last layout of the gradient (slicing costs ~40% of the trunk)
+                pool = F.avg_pool1d if x.dim() == 3 else F.avg_pool2d
+                x = pool(x, 1, self.stride)
+            residual = self.downsample(x)
         out = self.relu2(out + residual)
         if mask is not None:
             out = out * mask
