@@ -40,6 +40,8 @@ def test_every_group_has_options():
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_group_option_composes_and_instantiates(group, option, tiny_synth_root, tmp_path):
     cfg = _compose([f"{group}={option}", *tiny_overrides(tiny_synth_root, tmp_path)[:1]])
+    if group == "model/audio_frontend" and option == "filterbank":
+        cfg.model.fusion.audio_dim = cfg.model.audio_frontend.output_dim
     with open_dict(cfg):
         cfg.vocab_size = 40
     OmegaConf.resolve(cfg.model)
