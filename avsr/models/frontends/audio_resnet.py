@@ -15,7 +15,7 @@ from torch import nn
 from avsr.models.frontends.resnet import ResNet
 from avsr.models.utils import check_shape
 
-__all__ = ["AudioResNet", "SAMPLES_PER_FRAME"]
+__all__ = ["AudioResNet", "SAMPLES_PER_FRAME", "whole_frames"]
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps: stem stride 4 × stages 2·2·2 × pool 20
 
@@ -73,15 +73,27 @@ class AudioResNet(nn.Module):
         Returns:
             features (B, S // 640, D), zero past each length, and lengths // 640 (B,).
         """
-        check_shape("audio", audio, 2, "(B, S)")
-        batch, samples = audio.shape
-        if lengths is None:
-            lengths = torch.full((batch,), samples, dtype=torch.long, device=audio.device)
-        frames = samples // SAMPLES_PER_FRAME
-        out_lengths = torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor")
-        x = audio[:, : frames * SAMPLES_PER_FRAME].unsqueeze(1)  # (B, 1, S')
+        x, frames, out_lengths = whole_frames(audio, lengths)
+        x = x.unsqueeze(1)  # (B, 1, S')
         # masking costs ~15% of the front-end: skip it when no item is shorter than the batch
         padded = bool((out_lengths < frames).any())
         trunk_lengths = out_lengths * SAMPLES_PER_FRAME if padded else None
         x, _ = self.trunk(x, trunk_lengths)  # (B, D, S' // 640)
         return x.transpose(1, 2), out_lengths
+
+
+def whole_frames(audio: torch.Tensor, lengths: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Checks a (B, S) waveform batch and counts its whole 25 Hz frames.
+
+    Returns:
+        the waveforms cut to ``frames * 640`` samples (B, S'), ``frames`` (int) and the
+        frames of each item (B,) = lengths // 640 (all S when ``lengths`` is None).
+    """
+    check_shape("audio", audio, 2, "(B, S)")
+    batch, samples = audio.shape
+    if lengths is None:
+        lengths = torch.full((batch,), samples, dtype=torch.long, device=audio.device)
+    frames = samples // SAMPLES_PER_FRAME
+    out_lengths = torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor")
+    return audio[:, : frames * SAMPLES_PER_FRAME], frames, out_lengths

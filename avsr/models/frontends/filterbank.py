@@ -7,7 +7,8 @@ import torchaudio
 from torch import nn
 
 from avsr.data.io import SAMPLE_RATE, SAMPLES_PER_FRAME
-from avsr.models.utils import check_shape, make_pad_mask
+from avsr.models.frontends.audio_resnet import whole_frames
+from avsr.models.utils import make_pad_mask
 
 __all__ = ["FilterbankFrontend"]
 
@@ -49,16 +50,11 @@ class FilterbankFrontend(nn.Module):
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode waveforms; see the class docstring for shapes."""
-        check_shape("audio", audio, 2, "(B, S)")
-        batch, samples = audio.shape
-        if lengths is None:
-            lengths = torch.full((batch,), samples, dtype=torch.long, device=audio.device)
-        frames = samples // SAMPLES_PER_FRAME
-        out_lengths = torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor")
+        x, frames, out_lengths = whole_frames(audio, lengths)
+        batch = x.shape[0]
         # Whole 25 Hz frames only, zero beyond each item's last whole frame, then n_fft - hop
         # zeros so
         # that exactly 4 windows fall in every frame: a padded row sees what it would alone.
-        x = audio[:, : frames * SAMPLES_PER_FRAME]
         x = x * (~make_pad_mask(out_lengths * SAMPLES_PER_FRAME, x.shape[1])).to(x.dtype)
         x = nn.functional.pad(x, (0, self.n_fft - _HOP))
         with torch.autocast(device_type=x.device.type, enabled=False):
