@@ -13,9 +13,7 @@ import torch
 from torch import nn
 from torchaudio.models.conformer import ConformerLayer
 
-from avsr.models.encoder import make_positional_encoding
-from avsr.models.positional import ConvPositionalEncoding
-from avsr.models.utils import check_shape, make_pad_mask
+from avsr.models.encoder import encoder_input, make_positional_encoding
 
 __all__ = ["ConformerEncoder"]
 
@@ -126,18 +124,7 @@ class ConformerEncoder(nn.Module):
         Returns:
             (B, T, D) outputs, zero past each length, and lengths (B,).
         """
-        check_shape("x", x, 3, "(B, T, D)")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must be (B, T, {self.d_model}), got {tuple(x.shape)}")
-        batch, frames = x.shape[:2]
-        if lengths is None:
-            lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
-        pad = make_pad_mask(lengths, frames)
-        if isinstance(self.pos_enc, ConvPositionalEncoding):
-            x = self.pos_enc(x, pad)
-        elif self.pos_enc is not None:
-            x = self.pos_enc(x)
-        x = self.dropout(x)
+        x, lengths, pad = encoder_input(x, lengths, self.d_model, self.pos_enc, self.dropout)
         # an empty item attends everything (finite garbage) instead of producing NaN
         key_padding_mask = pad & (lengths > 0).unsqueeze(1)
         valid = (~pad).to(x.dtype).unsqueeze(1)

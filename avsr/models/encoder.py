@@ -9,7 +9,9 @@ from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
 from avsr.models.positional import ConvPositionalEncoding, SinusoidalPositionalEncoding
 from avsr.models.utils import check_shape, make_activation, make_pad_mask
 
-__all__ = ["TransformerEncoderLayer", "TransformerEncoder", "make_positional_encoding"]
+__all__ = [
+    "TransformerEncoderLayer", "TransformerEncoder", "encoder_input", "make_positional_encoding",
+]
 
 POS_ENCODINGS = ("sinusoidal", "conv", "none")
 
@@ -127,18 +129,8 @@ class TransformerEncoder(nn.Module):
         Returns:
             (B, T, D) outputs, zero past each length, and lengths (B,).
         """
-        check_shape("x", x, 3, "(B, T, D)")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must be (B, T, {self.d_model}), got {tuple(x.shape)}")
-        batch, frames = x.shape[:2]
-        if lengths is None:
-            lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
-        pad = make_pad_mask(lengths, frames)
-        if isinstance(self.pos_enc, ConvPositionalEncoding):
-            x = self.pos_enc(x, pad)
-        elif self.pos_enc is not None:
-            x = self.pos_enc(x)
-        x = self.dropout(x)
+        x, lengths, pad = encoder_input(x, lengths, self.d_model, self.pos_enc, self.dropout)
+        frames = x.shape[1]
         attn_mask = key_padding_attn_mask(lengths, frames)
         for layer in self.layers:
             if self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop:
@@ -146,3 +138,34 @@ class TransformerEncoder(nn.Module):
             x = layer(x, attn_mask)
         x = self.layer_norm(x)
         return x.masked_fill(pad.unsqueeze(-1), 0.0), lengths
+
+
+def encoder_input(
+    x: torch.Tensor,
+    lengths: torch.Tensor | None,
+    d_model: int,
+    pos_enc: nn.Module | None,
+    dropout: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks an encoder input, adds its positions and applies input dropout.
+
+    Shared by the transformer and conformer encoders.
+
+    Args:
+        x: (B, T, D) features; lengths: (B,) valid frames or ``None`` (all T).
+
+    Returns:
+        x (B, T, D), lengths (B,), padding mask (B, T) (True at padding).
+    """
+    check_shape("x", x, 3, "(B, T, D)")
+    if x.shape[-1] != d_model:
+        raise ValueError(f"x must be (B, T, {d_model}), got {tuple(x.shape)}")
+    batch, frames = x.shape[:2]
+    if lengths is None:
+        lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
+    pad = make_pad_mask(lengths, frames)
+    if isinstance(pos_enc, ConvPositionalEncoding):
+        x = pos_enc(x, pad)
+    elif pos_enc is not None:
+        x = pos_enc(x)
+    return dropout(x), lengths, pad
