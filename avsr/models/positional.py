@@ -9,7 +9,10 @@ from torch import nn
 
 from avsr.models.utils import check_shape
 
-__all__ = ["sinusoidal_table", "SinusoidalPositionalEncoding", "ConvPositionalEncoding"]
+__all__ = [
+    "sinusoidal_table", "SinusoidalPositionalEncoding", "ConvPositionalEncoding",
+    "RelPositionalEncoding",
+]
 
 
 def sinusoidal_table(length: int, dim: int, offset: int = 0) -> torch.Tensor:
@@ -101,3 +104,34 @@ class ConvPositionalEncoding(nn.Module):
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         return x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+class RelPositionalEncoding(nn.Module):
+    """Sinusoids of relative positions for relative-position attention.
+
+    Dai et al., "Transformer-XL", ACL 2019, Sec. 3.3; ESPnet's ``RelPositionalEncoding``
+    ("latest" layout, used by auto_avsr and USR). Row ``c`` of the table for T frames holds the
+    sinusoid of the relative position ``T - 1 - c`` (query minus key), so rows run from
+    ``T - 1`` down to ``-(T - 1)``. Nothing enters the state dict.
+
+    Args:
+        d_model: model dimension D (even).
+        max_len: frames kept precomputed; longer inputs get a table computed on the fly.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 2048) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.max_len = max_len
+        self.register_buffer("pe", self._table(max_len), persistent=False)
+
+    def _table(self, frames: int) -> torch.Tensor:
+        # positions -(T - 1) .. T - 1, flipped so the first row is the largest offset
+        return sinusoidal_table(2 * frames - 1, self.d_model, offset=-(frames - 1)).flip(0)
+
+    def forward(self, frames: int) -> torch.Tensor:
+        """Returns the (2T - 1, D) table for T = ``frames``."""
+        if frames > self.max_len:
+            return self._table(frames).to(self.pe.device)
+        centre = self.max_len - 1
+        return self.pe[centre - frames + 1 : centre + frames]

@@ -1,0 +1,74 @@
+"""One linear map per stream combination (USR's unified model)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avsr.models.fusion.base import Fusion
+
+__all__ = ["ModalityLinearFusion"]
+
+
+class ModalityLinearFusion(Fusion):
+    """``linear_a`` for audio-only items, ``linear_v`` for video-only items, ``linear_av`` on
+    the concatenation for audio-visual items.
+
+    Haliassos et al., "Unified Speech Recognition", NeurIPS 2024 (USR's encoder: Linear 512→D
+    for V, for A, and ``linear_av`` on the 1024-d concatenation of video then audio). With a
+    single front-end this is auto_avsr's ``encoder.embed.0`` (Linear 512→D). An item whose
+    both streams are absent gets ``linear_av`` of the fills. ``missing`` only matters for that
+    case and for modality dropout, which turns an audio-visual item into a single-stream one.
+
+    Args:
+        audio_dim: audio feature size Da.
+        video_dim: video feature size Dv.
+        output_dim: fused size D.
+        missing: ``"zeros"`` or ``"learned"``.
+        video_first: ``linear_av`` sees (video, audio) as in USR, else (audio, video).
+        p_modality: modality-dropout probability.
+        p_audio: probability that a dropped stream is the audio.
+        modality_dropout_per_item: draw modality dropout per item instead of per batch.
+    """
+
+    def __init__(
+        self,
+        audio_dim: int,
+        video_dim: int,
+        output_dim: int,
+        missing: str = "zeros",
+        video_first: bool = True,
+        p_modality: float = 0.0,
+        p_audio: float = 0.5,
+        modality_dropout_per_item: bool = False,
+    ) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+                         modality_dropout_per_item)
+        self.video_first = video_first
+        self.linear_a = nn.Linear(audio_dim, output_dim)
+        self.linear_v = nn.Linear(video_dim, output_dim)
+        self.linear_av = nn.Linear(audio_dim + video_dim, output_dim)
+
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        video: torch.Tensor | None,
+        audio_lengths: torch.Tensor | None = None,
+        video_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
+        s = self.prepare(audio, video, audio_lengths, video_lengths)
+        only_a = (s.has_audio & ~s.has_video)[:, None, None]
+        only_v = (s.has_video & ~s.has_audio)[:, None, None]
+        # compute only the maps some item needs (USR's single-stream passes run one)
+        x = None
+        if bool(only_a.any()):
+            x = self.linear_a(s.audio)
+        if bool(only_v.any()):
+            y = self.linear_v(s.video)
+            x = y if x is None else torch.where(only_v, y, x)
+        if x is None or not bool((only_a | only_v).all()):
+            pair = [s.video, s.audio] if self.video_first else [s.audio, s.video]
+            y = self.linear_av(torch.cat(pair, dim=-1))
+            x = y if x is None else torch.where(only_a | only_v, x, y)
+        return self.finish(x, s)

@@ -1,0 +1,67 @@
+"""Fusion by an MLP over the concatenated streams (auto_avsr's audio-visual model)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avsr.models.fusion.base import Fusion
+
+__all__ = ["MLPFusion"]
+
+
+class MLPFusion(Fusion):
+    """``fc1 -> bn1 (BatchNorm) -> ReLU -> fc2`` over the concatenated streams.
+
+    Ma et al., "Auto-AVSR", ICASSP 2023 (v1.0.0 ``MLPHead``: concat of the video and audio
+    Conformer outputs, 1536 → ``fusion_hdim`` 8192 → 768; keys ``fc1``, ``bn1``, ``fc2``).
+    Unlike auto_avsr, batch-norm statistics in training come from valid frames only, so a
+    padded row equals the item alone in training mode too.
+
+    Args:
+        audio_dim: audio feature size Da.
+        video_dim: video feature size Dv.
+        output_dim: fused size D.
+        hidden_dim: hidden size of the MLP.
+        missing: ``"zeros"`` or ``"learned"``.
+        video_first: concatenate (video, audio) as auto_avsr does, else (audio, video).
+        p_modality: modality-dropout probability.
+        p_audio: probability that a dropped stream is the audio.
+        modality_dropout_per_item: draw modality dropout per item instead of per batch.
+    """
+
+    def __init__(
+        self,
+        audio_dim: int,
+        video_dim: int,
+        output_dim: int,
+        hidden_dim: int = 8192,
+        missing: str = "zeros",
+        video_first: bool = True,
+        p_modality: float = 0.0,
+        p_audio: float = 0.5,
+        modality_dropout_per_item: bool = False,
+    ) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+                         modality_dropout_per_item)
+        self.video_first = video_first
+        self.fc1 = nn.Linear(audio_dim + video_dim, hidden_dim)
+        self.bn1 = nn.BatchNorm1d(hidden_dim)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_dim, output_dim)
+
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        video: torch.Tensor | None,
+        audio_lengths: torch.Tensor | None = None,
+        video_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
+        s = self.prepare(audio, video, audio_lengths, video_lengths)
+        pair = [s.video, s.audio] if self.video_first else [s.audio, s.video]
+        h = self.fc1(torch.cat(pair, dim=-1))  # (B, T, H)
+        valid = ~s.pad
+        # batch norm over valid frames only: (N_valid, H)
+        h = h.masked_scatter(valid.unsqueeze(-1), self.bn1(h[valid]))
+        return self.finish(self.fc2(self.relu(h)), s)
