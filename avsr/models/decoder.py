@@ -23,8 +23,9 @@ class DecoderState:
         self_k, self_v: per layer, cached self-attention keys/values (N, H, t, D / H) of the
             t tokens fed so far.
         cross_k, cross_v: per layer, cross-attention keys/values (N, H, T, D / H) of the
-            memory, computed once by ``init_state``.
-        cross_mask: bool (N, 1, 1, T), True at valid memory frames.
+            memory, computed once by ``init_state``; or (G, H, T, D / H) with N = G · W when
+            each run of W consecutive sequences shares one memory (beam search).
+        cross_mask: bool (N or G, 1, 1, T), True at valid memory frames.
         offset: number of tokens fed so far (position of the next token).
     """
 
@@ -48,6 +49,7 @@ class TransformerDecoderLayer(nn.Module):
         ffn_dim: feed-forward hidden size.
         dropout: dropout on attention probabilities, FFN hidden units and residual branches.
         activation: FFN activation.
+        layer_norm_eps: LayerNorm epsilon (ESPnet, hence auto_avsr / USR: 1e-12).
     """
 
     def __init__(
@@ -57,16 +59,17 @@ class TransformerDecoderLayer(nn.Module):
         ffn_dim: int,
         dropout: float = 0.1,
         activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.encoder_attn = MultiHeadAttention(d_model, num_heads, dropout)
-        self.encoder_attn_layer_norm = nn.LayerNorm(d_model)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.fc1 = nn.Linear(d_model, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, d_model)
         self.activation = make_activation(activation)
-        self.final_layer_norm = nn.LayerNorm(d_model)
+        self.final_layer_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,8 +105,22 @@ class TransformerDecoderLayer(nn.Module):
         causal = self_kv is None and x.shape[1] > 1
         x = x + self.dropout(attn.attend(q, k, v, is_causal=causal))
         q = self.encoder_attn.project_q(self.encoder_attn_layer_norm(x))
-        x = x + self.dropout(self.encoder_attn.attend(q, cross_k, cross_v, cross_mask))
+        x = x + self.dropout(self._cross_attend(q, cross_k, cross_v, cross_mask))
         return self._ffn(x), (k, v)
+
+    def _cross_attend(self, q: torch.Tensor, cross_k: torch.Tensor, cross_v: torch.Tensor,
+                      cross_mask: torch.Tensor) -> torch.Tensor:
+        rows, groups = q.shape[0], cross_k.shape[0]
+        if rows == groups:
+            return self.encoder_attn.attend(q, cross_k, cross_v, cross_mask)
+        if q.shape[2] != 1 or rows % groups:
+            raise ValueError(f"{rows} one-token queries cannot share {groups} memories "
+                             f"(queries {tuple(q.shape)})")
+        # beam search: W = rows / groups consecutive hypotheses share one utterance's memory;
+        # their one-token queries attend together, so the memory is never copied W times
+        q = q.squeeze(2).unflatten(0, (groups, rows // groups)).transpose(1, 2)  # (G, H, W, Dh)
+        out = self.encoder_attn.attend(q, cross_k, cross_v, cross_mask)  # (G, W, D)
+        return out.flatten(0, 1).unsqueeze(1)
 
 
 class TransformerDecoder(nn.Module):
@@ -127,6 +144,7 @@ class TransformerDecoder(nn.Module):
         dropout: dropout.
         activation: FFN activation.
         tie_embeddings: share the output projection with the token embedding.
+        layer_norm_eps: LayerNorm epsilon (ESPnet, hence auto_avsr / USR: 1e-12).
     """
 
     def __init__(
@@ -139,6 +157,7 @@ class TransformerDecoder(nn.Module):
         dropout: float = 0.1,
         activation: str = "relu",
         tie_embeddings: bool = False,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -148,10 +167,11 @@ class TransformerDecoder(nn.Module):
         self.embed_positions = SinusoidalPositionalEncoding(d_model, scale=math.sqrt(d_model))
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation)
+            TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation,
+                                    layer_norm_eps)
             for _ in range(num_layers)
         )
-        self.layer_norm = nn.LayerNorm(d_model)
+        self.layer_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.output_projection = nn.Linear(d_model, vocab_size, bias=not tie_embeddings)
         if tie_embeddings:
             self.output_projection.weight = self.embed_tokens.weight

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from avsr.models.fusion.base import Fusion
 
 __all__ = ["ModalityLinearFusion"]
+
+_STREAMS = ("audio", "video", "audiovisual")
 
 
 class ModalityLinearFusion(Fusion):
@@ -29,6 +33,9 @@ class ModalityLinearFusion(Fusion):
         p_modality: modality-dropout probability.
         p_audio: probability that a dropped stream is the audio.
         modality_dropout_per_item: draw modality dropout per item instead of per batch.
+        streams: the stream combinations the model serves, a subset of ``("audio", "video",
+            "audiovisual")``; only their maps are built (auto_avsr's single-modality models:
+            ``["video"]`` or ``["audio"]``, whose checkpoints hold no other map).
     """
 
     def __init__(
@@ -41,13 +48,28 @@ class ModalityLinearFusion(Fusion):
         p_modality: float = 0.0,
         p_audio: float = 0.5,
         modality_dropout_per_item: bool = False,
+        streams: Sequence[str] = _STREAMS,
     ) -> None:
         super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
                          modality_dropout_per_item)
+        unknown = set(streams) - set(_STREAMS)
+        if unknown or not streams:
+            raise ValueError(f"streams must be a non-empty subset of {_STREAMS}, got {streams}")
         self.video_first = video_first
-        self.linear_a = nn.Linear(audio_dim, output_dim)
-        self.linear_v = nn.Linear(video_dim, output_dim)
-        self.linear_av = nn.Linear(audio_dim + video_dim, output_dim)
+        self.streams = tuple(streams)
+        if "audio" in streams:
+            self.linear_a = nn.Linear(audio_dim, output_dim)
+        if "video" in streams:
+            self.linear_v = nn.Linear(video_dim, output_dim)
+        if "audiovisual" in streams:
+            self.linear_av = nn.Linear(audio_dim + video_dim, output_dim)
+
+    def _map(self, stream: str) -> nn.Linear:
+        if stream not in self.streams:
+            raise ValueError(f"an item needs the {stream!r} map, but this fusion serves only "
+                             f"{self.streams}")
+        return getattr(self, {"audio": "linear_a", "video": "linear_v",
+                              "audiovisual": "linear_av"}[stream])
 
     def forward(
         self,
@@ -63,12 +85,12 @@ class ModalityLinearFusion(Fusion):
         # compute only the maps some item needs (USR's single-stream passes run one)
         x = None
         if bool(only_a.any()):
-            x = self.linear_a(s.audio)
+            x = self._map("audio")(s.audio)
         if bool(only_v.any()):
-            y = self.linear_v(s.video)
+            y = self._map("video")(s.video)
             x = y if x is None else torch.where(only_v, y, x)
         if x is None or not bool((only_a | only_v).all()):
             pair = [s.video, s.audio] if self.video_first else [s.audio, s.video]
-            y = self.linear_av(torch.cat(pair, dim=-1))
+            y = self._map("audiovisual")(torch.cat(pair, dim=-1))
             x = y if x is None else torch.where(only_a | only_v, x, y)
         return self.finish(x, s)
