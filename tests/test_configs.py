@@ -24,7 +24,11 @@ GROUPS = ["trainer", "logger", "callbacks", "stage", "eval", "decode", "debug",
           "model/audio_frontend", "model/video_frontend", "model/fusion", "model/encoder",
           "model/decoder"]
 CASES = [(g, o) for g in GROUPS for o in _options(g)]
-EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+# The paper recipes (up to 500M parameters, LRS2/LRS3 data) compose and build on the meta
+# device in tests/test_recipes.py; every other experiment builds here on the CPU.
+PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")
+                     if not p.stem.startswith(PAPER_RECIPES))
 
 
 def _compose(overrides: list[str]):
