@@ -68,11 +68,24 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule, tokenizer = prepare_data(cfg)
+    if cfg.get("ssl_labels"):  # k-means targets of AV-HuBERT pre-training, made when absent
+        make_labels = hydra.utils.instantiate(cfg.ssl_labels)
+        if callable(make_labels):
+            make_labels()
     with open_dict(cfg):
         cfg.vocab_size = tokenizer.vocab_size
     config_container = OmegaConf.to_container(cfg, resolve=True)
 
     model: torch.nn.Module = hydra.utils.instantiate(cfg.model)
+    if cfg.get("init_from"):  # public weights (auto_avsr, USR, AV-HuBERT, wav2vec 2.0)
+        from avsr.convert import import_checkpoint
+
+        report = import_checkpoint(model, **OmegaConf.to_container(cfg.init_from, resolve=True))
+        log.info("initialised from %s:\n%s", cfg.init_from.path, report.summary())
+    if cfg.get("init_weights"):  # our own exports, per submodule (avsr/utils/init_weights.py)
+        from avsr.utils.init_weights import apply_inits
+
+        apply_inits(model, cfg.init_weights)
     task: pl.LightningModule = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2f M parameters", n_params / 1e6)
@@ -113,6 +126,11 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         log.warning("skipped %d unreadable items during training: %s",
                     summary["skipped_media"]["total"], summary["skipped_media"]["by_problem"])
 
+    if cfg.get("test_after_fit"):  # stages with a test_step (word classification: accuracy)
+        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        summary["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+    if not trainer.is_global_zero:  # DDP: rank 0 evaluates and writes the summary
+        return summary
     if cfg.get("evaluate") and (best or summary["last_checkpoint"]):
         from avsr.evaluate import evaluate_checkpoint
 

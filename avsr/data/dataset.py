@@ -1,6 +1,7 @@
 """Audio-visual dataset over :class:`~avsr.data.corpora.Utterance` records, and its collate.
 
-An item that cannot be used (unreadable or corrupt media, a missing stream, an empty
+An item that cannot be used (unreadable, truncated or corrupt media, a missing stream, the
+wrong frame rate, zero-length audio, audio and video of different lengths, a missing or empty
 transcript) is *skipped*: ``__getitem__`` returns None, logs a warning naming the file and the
 problem, and records it in :attr:`AVDataset.report`. The collate drops Nones and lists the
 skipped items of the batch under ``batch["skipped"]``, so skips that happen in DataLoader
@@ -22,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from avsr.data.corpora import Utterance, normalize_text
-from avsr.data.io import SAMPLES_PER_FRAME, MediaError, load_audio, load_video
+from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
 
 __all__ = ["AVDataset", "SkipReport", "TooManyBadItemsError", "collate_fn"]
 
@@ -117,6 +118,9 @@ class AVDataset(Dataset):
             memory; with DataLoader workers call :meth:`preload` first so forked workers share
             it, otherwise every worker fills its own copy.
         min_items_for_check: items seen before the skip rate is judged.
+        max_av_mismatch_s: largest tolerated difference between the audio and video durations
+            of an item that has both (codec padding is a frame or two); beyond it the streams
+            are not the same recording or one is cut, and the item is skipped. None: no check.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class AVDataset(Dataset):
         cache: bool = False,
         *,
         min_items_for_check: int = 20,
+        max_av_mismatch_s: float | None = 0.4,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
@@ -144,6 +149,7 @@ class AVDataset(Dataset):
         self.noise = noise
         self.max_bad_fraction = max_bad_fraction
         self.min_items_for_check = min_items_for_check
+        self.max_av_mismatch_s = max_av_mismatch_s
         self.cache = cache
         self._cache: dict[int, tuple[Tensor | None, Tensor | None] | MediaError] = {}
         self.report = SkipReport()
@@ -218,8 +224,10 @@ class AVDataset(Dataset):
         text = normalize_text(utt.text)
         if self.tokenizer is not None and not text:
             media = utt.video_path or utt.audio_path
-            return self._skip(utt, str(Path(media).with_suffix(".txt")) if media else None,
-                              "empty transcript")
+            txt = Path(media).with_suffix(".txt") if media else None
+            problem = "empty transcript" if txt is not None and txt.is_file() else (
+                "missing transcript")
+            return self._skip(utt, str(txt) if txt else None, problem)
         try:
             video, audio = self.load_media(index)
         except MediaError as e:
@@ -227,6 +235,11 @@ class AVDataset(Dataset):
         if video is None and audio is None:
             return self._skip(utt, None, f"none of the modalities {self.modalities}")
         if video is not None and audio is not None:
+            video_s, audio_s = video.shape[0] / FPS, audio.numel() / SAMPLE_RATE
+            limit = self.max_av_mismatch_s
+            if limit is not None and abs(video_s - audio_s) > limit:
+                return self._skip(utt, utt.video_path, "audio/video length mismatch "
+                                  f"(audio {audio_s:.2f} s, video {video_s:.2f} s)")
             # the model pairs 640 samples with each frame: cut the codec tail or pad with silence
             target = video.shape[0] * SAMPLES_PER_FRAME
             audio = audio[:target] if audio.numel() >= target else torch.nn.functional.pad(

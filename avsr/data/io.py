@@ -115,6 +115,8 @@ def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance
                 frames.append(_gray(frame))
     except MediaError:
         raise
+    except av.error.InvalidDataError as e:  # e.g. an mp4 cut short: its index is missing
+        raise MediaError(path, f"corrupt or truncated file ({e})") from e
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise MediaError(path, f"video decoding failed ({e})") from e
     if not frames:
@@ -150,6 +152,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
                 chunks.append(out.to_ndarray().reshape(-1))
     except MediaError:
         raise
+    except av.error.InvalidDataError as e:  # e.g. an mp4 cut short: its index is missing
+        raise MediaError(path, f"corrupt or truncated file ({e})") from e
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise MediaError(path, f"audio decoding failed ({e})") from e
     if not chunks or sum(c.size for c in chunks) == 0:

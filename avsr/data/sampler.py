@@ -11,9 +11,12 @@ batch order is shuffled, all from ``seed + epoch``: the same seed and epoch give
 batches on every rank and run. For DDP the batch list is split round-robin across ranks and
 every rank gets the SAME number of batches, so no rank waits in a collective forever:
 
-- ``drop_last=False``: the list is padded by repeating batches from its start, so a few items
-  are seen twice in that epoch (and, in evaluation, scored twice; evaluate on one device when
-  exact numbers matter);
+- ``drop_last=False``: when the number of batches is not a multiple of the world size, the
+  largest batches are halved until it is (a half batch still fits the budget), so every item
+  is seen exactly once per epoch across ranks. When only single-item batches are left (tiny
+  sets), the last rounds are filled with EMPTY batches: the training step of such a rank
+  contributes zero gradients and zero counts (see :class:`avsr.lightning.supervised.
+  SupervisedTask`), evaluation skips them;
 - ``drop_last=True``: the partial last batch of every bucket and the trailing batches that do
   not fill a round are dropped, so some items are skipped in that epoch (a different set next
   epoch).
@@ -157,8 +160,7 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         if self.drop_last:
             batches = batches[: len(batches) // r * r]
         elif batches and len(batches) % r:
-            pad = r - len(batches) % r
-            batches = batches + [batches[j % len(batches)] for j in range(pad)]
+            batches = _split_to_multiple(batches, r)
         mine = batches[self.rank::r]
         self._cache = (epoch, mine)
         return mine
@@ -214,3 +216,21 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         self.epoch = int(state["epoch"])
         self._resume_position = int(state["position"])
         self._position = self._resume_position
+
+
+def _split_to_multiple(batches: list[list[int]], multiple: int) -> list[list[int]]:
+    """Halve the largest batch until ``len(batches)`` is a multiple of ``multiple``.
+
+    Deterministic (ties go to the earliest batch); the halves stay next to each other, and a
+    half of a batch that fits the frame budget fits it too. When every batch is a single item
+    and there are still too few, empty batches fill the last round (tiny sets only).
+    """
+    out = [list(b) for b in batches]
+    while len(out) % multiple:
+        j = max(range(len(out)), key=lambda k: (len(out[k]), -k))
+        if len(out[j]) < 2:
+            out += [[] for _ in range(-len(out) % multiple)]
+            break
+        half = (len(out[j]) + 1) // 2
+        out[j:j + 1] = [out[j][:half], out[j][half:]]
+    return out

@@ -3,6 +3,12 @@
 As in USR (Haliassos et al., NeurIPS 2024), every step runs all three modality streams through
 the same encoder and decoder (stacked along the batch) and sums the per-modality hybrid
 CTC/attention losses with per-modality weights; there is no random modality sampling.
+
+Under DDP each rank normalises its summed losses by the GLOBAL number of utterances of each
+stream (one all-reduce of a few counts per step), so the averaged gradient equals that of one
+process on the union of the ranks' batches even though frame-budget batches differ in size.
+A step whose loss is NaN or infinite on any rank skips the update on every rank
+(:class:`~avsr.lightning.guards.NonFiniteLossGuard`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from avsr.decoding.greedy import ctc_greedy
+from avsr.lightning.guards import NonFiniteLossGuard, sum_across_ranks, world_size
 from avsr.metrics.wer import ErrorCounter
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
@@ -35,6 +42,8 @@ class SupervisedTask(pl.LightningModule):
         modalities: streams trained every step.
         modality_weights: loss weight of each stream.
         tokenizer: turns token ids into text for validation WER.
+        max_nonfinite_steps: consecutive NaN/inf-loss steps (updates skipped) that stop the
+            run; 0 never stops.
     """
 
     def __init__(
@@ -47,6 +56,7 @@ class SupervisedTask(pl.LightningModule):
         modalities: Sequence[str] = _ALL,
         modality_weights: Mapping[str, float] | None = None,
         tokenizer: Any = None,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         bad = [m for m in modalities if m not in _ALL]
@@ -61,6 +71,7 @@ class SupervisedTask(pl.LightningModule):
         self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
         self.tokenizer = tokenizer
         self._val_counters: dict[str, ErrorCounter] = {}
+        self.nonfinite_guard = NonFiniteLossGuard(max_nonfinite_steps)
 
     # ------------------------------------------------------------------ forward and loss
     def _available(self, batch: Mapping[str, Any]) -> tuple[str, ...]:
@@ -70,6 +81,13 @@ class SupervisedTask(pl.LightningModule):
 
     def _losses(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor],
                                                          dict[str, Any]]:
+        parts, out = self._stream_losses(batch)
+        total, logs = self._combine(parts)
+        return total, logs, out
+
+    def _stream_losses(self, batch: Mapping[str, Any]) -> tuple[dict[str, dict[str, torch.Tensor]],
+                                                                dict[str, Any]]:
+        """Hybrid loss parts of every stream (each normalised by the stream's local size)."""
         modalities = self._available(batch)
         if not modalities:
             raise ValueError(f"batch {batch['ids'][:3]}... has no stream for {self.modalities}")
@@ -78,23 +96,82 @@ class SupervisedTask(pl.LightningModule):
             batch.get("audio"), batch["audio_lengths"], batch.get("video"),
             batch["video_lengths"], dec_in, dec_in_lengths, modalities=modalities,
         )
-        total = torch.zeros((), device=batch["tokens"].device)
-        logs: dict[str, torch.Tensor] = {}
+        parts: dict[str, dict[str, torch.Tensor]] = {}
         for m, o in out.items():
             tokens = batch["tokens"].index_select(0, o.index)
             token_lengths = batch["token_lengths"].index_select(0, o.index)
-            parts = self.loss(o.ctc_log_probs, o.enc_lengths, o.decoder_logits, tokens,
-                              token_lengths)
-            total = total + self.modality_weights[m] * parts["loss"]
-            for k, v in parts.items():
-                logs[f"{k}_{m}"] = v.detach()
+            parts[m] = self.loss(o.ctc_log_probs, o.enc_lengths, o.decoder_logits, tokens,
+                                 token_lengths)
+            parts[m]["_items"] = o.index.new_tensor(o.index.numel(), dtype=torch.float32)
+            parts[m]["_tokens"] = (token_lengths + 1).sum().float()  # targets incl. eos
+        return parts, out
+
+    def _combine(self, parts: Mapping[str, Mapping[str, torch.Tensor]],
+                 scales: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum over streams; ``scales[m]`` rescales the (CTC, attention) terms."""
+        total = torch.zeros((), device=self.device)
+        logs: dict[str, torch.Tensor] = {}
+        w = self.loss.ctc_weight
+        for m, p in parts.items():
+            loss = p["loss"]
+            if scales is not None:
+                s_ctc, s_att = scales[m]
+                loss = w * p["loss_ctc"] * s_ctc + (1.0 - w) * p["loss_att"] * s_att
+            total = total + self.modality_weights[m] * loss
+            for k, v in p.items():
+                if not k.startswith("_"):
+                    logs[f"{k}_{m}"] = v.detach()
         logs["loss"] = total.detach()
-        return total, logs, out
+        return total, logs
+
+    def _global_scales(self, parts: Mapping[str, Mapping[str, torch.Tensor]], nonfinite: bool
+                       ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], bool]:
+        """Per-stream factors turning local means into shares of the global mean, and whether
+        any rank's loss is non-finite (one all-reduce).
+
+        A local term is ``sum_r / n_r``; DDP averages gradients over W ranks, so the factor
+        ``n_r · W / Σ n`` makes the average ``Σ_r sum_r / Σ n``: the union batch's mean.
+        """
+        stats = torch.zeros(2 * len(_ALL) + 1, device=self.device)
+        for j, m in enumerate(_ALL):
+            if m in parts:
+                stats[2 * j] = parts[m]["_items"]
+                stats[2 * j + 1] = parts[m]["_tokens"]
+        stats[-1] = float(nonfinite)
+        total = sum_across_ranks(stats)
+        ranks = world_size()
+        scales = {}
+        for j, m in enumerate(_ALL):
+            if m in parts:
+                s_items = stats[2 * j] * ranks / total[2 * j]
+                s_tokens = stats[2 * j + 1] * ranks / total[2 * j + 1]
+                scales[m] = (s_items, s_tokens if self.loss.normalize_length else s_items)
+        return scales, bool(total[-1] > 0)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        distributed = world_size() > 1
         if not batch["ids"]:
-            return None  # every item was an unreadable file: counted by the dataset, skip step
-        loss, logs, _ = self._losses(batch)
+            # every item was an unreadable file (counted by the dataset). Alone: skip the step.
+            # Under DDP the other ranks wait for this one's gradients and counts: contribute
+            # zero gradients and zero counts, so their global normalisation stays exact.
+            if not distributed:
+                return None
+            _, skip = self._global_scales({}, False)
+            if self.nonfinite_guard.update(skip, self.global_step):
+                return None
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        parts, _ = self._stream_losses(batch)
+        loss, logs = self._combine(parts)
+        nonfinite = not bool(torch.isfinite(loss))
+        if distributed:
+            scales, nonfinite = self._global_scales(parts, nonfinite)
+            loss, _ = self._combine(parts, scales)
+        skip = self.nonfinite_guard.update(nonfinite, self.global_step)
+        self.log("train/nonfinite_skipped", float(self.nonfinite_guard.total), on_step=True,
+                 on_epoch=False)
+        if skip:
+            return None  # no backward, no optimiser step (on every rank: the flag is global)
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs,
                       prog_bar=False, on_step=True, on_epoch=False)
@@ -140,6 +217,14 @@ class SupervisedTask(pl.LightningModule):
                 self.log(f"val/wer_{m}", w, prog_bar=True, sync_dist=False)
         if wers:
             self.log("val/wer", sum(wers) / len(wers), prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "nonfinite_guard" in checkpoint:
+            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

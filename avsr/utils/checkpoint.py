@@ -3,7 +3,8 @@
 Lightning serialises a checkpoint and then writes the bytes into the final file name, so a
 process killed during the write leaves a truncated ``last.ckpt`` that the next resume fails on.
 We write to a temporary file in the same folder, fsync it and ``os.replace`` it over the final
-name: a reader sees either the old checkpoint or the new one, never half of one.
+name: a reader sees either the old checkpoint or the new one, never half of one. Temporary
+files left by a writer that was killed are removed by the next successful save.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    # a process killed mid-write (SIGKILL, preemption) leaves its temporary file: clear them
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

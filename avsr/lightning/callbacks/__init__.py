@@ -1,0 +1,7 @@
+"""Training callbacks: exact resume, speed/memory logging, performance options."""
+
+from avsr.lightning.callbacks.exact_resume import ExactResume
+from avsr.lightning.callbacks.performance import PerformanceOptions
+from avsr.lightning.callbacks.speed_monitor import SpeedMonitor
+
+__all__ = ["ExactResume", "PerformanceOptions", "SpeedMonitor"]

@@ -1,0 +1,78 @@
+"""Guards of the training step: non-finite losses, and per-step sums across DDP ranks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["NonFiniteLossError", "NonFiniteLossGuard", "sum_across_ranks", "world_size"]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a NaN or infinite loss: the run cannot recover alone."""
+
+
+class NonFiniteLossGuard:
+    """Skip the update of a step whose loss is NaN or infinite; stop after ``max_consecutive``.
+
+    A single bad batch (an overflow, a corrupt item) must not poison the weights of a week-long
+    run, but a run that only produces NaN must stop with a message instead of spinning. Under
+    DDP the caller passes the flag reduced over ranks, so every rank skips the same steps.
+
+    Args:
+        max_consecutive: consecutive non-finite steps that stop the run (0 disables the stop).
+    """
+
+    def __init__(self, max_consecutive: int = 10) -> None:
+        if max_consecutive < 0:
+            raise ValueError(f"max_consecutive must be >= 0, got {max_consecutive}")
+        self.max_consecutive = max_consecutive
+        self.consecutive = 0
+        self.total = 0
+
+    def update(self, nonfinite: bool, step: int) -> bool:
+        """Record one step; returns True when its update must be skipped.
+
+        Raises:
+            NonFiniteLossError: the ``max_consecutive``-th non-finite step in a row.
+        """
+        if not nonfinite:
+            self.consecutive = 0
+            return False
+        self.consecutive += 1
+        self.total += 1
+        log.warning("non-finite loss at step %d: update skipped (%d in a row, %d in total)",
+                    step, self.consecutive, self.total)
+        if self.max_consecutive and self.consecutive >= self.max_consecutive:
+            raise NonFiniteLossError(
+                f"the loss was NaN or infinite for {self.consecutive} consecutive steps (up to "
+                f"global step {step}; {self.total} skipped in total): stopping. Lower the "
+                "learning rate, check the data for corrupt items, or train in float32; resume "
+                "from the last checkpoint with ckpt_path=last once fixed.")
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"consecutive": self.consecutive, "total": self.total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.consecutive = int(state.get("consecutive", 0))
+        self.total = int(state.get("total", 0))
+
+
+def world_size() -> int:
+    """Ranks of the default process group (1 outside torch.distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of ``values`` over all ranks (a copy; ``values`` itself outside DDP)."""
+    if world_size() == 1:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
