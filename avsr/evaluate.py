@@ -18,16 +18,17 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
 from avsr.metrics.wer import ErrorCounter
 from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads, skip_totals
 
-__all__ = ["load_model_from_checkpoint", "evaluate_checkpoint", "main"]
+__all__ = ["load_model_from_checkpoint", "build_beam_search", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "video", "audiovisual")
-DECODERS = ("ctc_greedy", "attention_greedy")
+DECODERS = ("ctc_greedy", "attention_greedy", "beam")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu"):
@@ -62,9 +63,22 @@ def _conditions(noise_cfg: DictConfig | dict) -> list[tuple[str, float | None]]:
     return conds
 
 
+def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
+    """The ``decode`` node's beam search and its language model (``lm_ckpt``), if any."""
+    if "beam" not in decode_cfg.decoders:
+        return None, None
+    lm = None
+    if decode_cfg.get("lm_ckpt"):
+        from avsr.train_lm import load_lm_checkpoint
+
+        lm = load_lm_checkpoint(decode_cfg.lm_ckpt)
+    return hydra.utils.instantiate(decode_cfg.beam), lm
+
+
 @torch.inference_mode()
 def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio: float,
-                   limit: int | None) -> dict[tuple[str, str], ErrorCounter]:
+                   limit: int | None, beam: BeamSearch | None = None, lm: Any = None
+                   ) -> dict[tuple[str, str], ErrorCounter]:
     counters = {(m, d): ErrorCounter() for m in modalities for d in decoders}
     seen = 0
     for batch in loader:
@@ -84,6 +98,10 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
                     max_len = max(1, int(math.ceil(max_len_ratio * int(enc_lengths.max()))))
                     hyps = attention_greedy(model.decoder, enc, enc_lengths, tokenizer.sos_id,
                                             tokenizer.eos_id, max_len)
+                elif d == "beam" and beam is not None:
+                    nbest = beam(model.decoder, enc, enc_lengths, model.ctc(enc),
+                                 tokenizer.sos_id, tokenizer.eos_id, tokenizer.blank_id, lm=lm)
+                    hyps = [h[0].tokens if h else [] for h in nbest]
                 else:
                     raise ValueError(f"unknown decoder {d!r}; choose from {DECODERS}")
                 counters[(m, d)].update(batch["texts"], [tokenizer.decode(h) for h in hyps],
@@ -144,7 +162,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         ckpt_path: training checkpoint (holds its config).
         eval_cfg: the ``eval`` node: ``modalities``, ``noise.{types,snrs}``, ``limit`` (max
             utterances per condition, null = all).
-        decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``.
+        decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``
+            and, for ``beam``, the ``beam`` search node and ``lm_ckpt``.
         output_dir: where ``wer.json``, ``wer.md`` and ``wer_vs_snr.png`` go.
         data_cfg: datamodule config to use instead of the one stored in the checkpoint.
 
@@ -161,6 +180,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     modalities = list(eval_cfg.modalities)
     decoders = list(decode_cfg.decoders)
     limit = eval_cfg.get("limit")
+    beam, lm = build_beam_search(decode_cfg)
 
     rows: list[dict[str, Any]] = []
     video_only: dict[tuple[str, str], ErrorCounter] | None = None
@@ -169,7 +189,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         # Audio noise cannot change a video-only result: decode video once, reuse its row.
         mods = [m for m in modalities if not (m == "video" and video_only is not None)]
         counters = _decode_loader(model, loader, tokenizer, mods, decoders,
-                                  float(decode_cfg.max_len_ratio), limit)
+                                  float(decode_cfg.max_len_ratio), limit, beam, lm)
         if "video" in modalities:
             if video_only is None:
                 video_only = {k: v for k, v in counters.items() if k[0] == "video"}

@@ -1,5 +1,15 @@
-"""Decoding: greedy CTC / attention (beam search lives beside it)."""
+"""Decoding: greedy CTC / attention, and joint CTC/attention beam search with LM fusion."""
 
+from avsr.decoding.beam_search import BeamSearch, Hypothesis
+from avsr.decoding.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState, log_affine_scan
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
 
-__all__ = ["ctc_greedy", "attention_greedy"]
+__all__ = [
+    "ctc_greedy",
+    "attention_greedy",
+    "BeamSearch",
+    "Hypothesis",
+    "CTCPrefixScorer",
+    "CTCPrefixState",
+    "log_affine_scan",
+]
