@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from avsr.data.corpora import Utterance
@@ -33,6 +35,8 @@ from avsr.data.tokenizer import Tokenizer, train_tokenizer
 from avsr.data.transforms import AudioTransform, VideoTransform
 
 __all__ = ["AVDataModule", "AVDataLoader", "Corpus", "utterance_lengths"]
+
+TRAIN_DATA = ("labelled", "all", "labelled+unlabelled")
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,10 @@ class AVDataModule(pl.LightningDataModule):
 
     Args:
         corpus: object with ``utterances(split)`` (e.g. ``avsr.data.corpora.LRS3``).
+        tokenizer: a ready tokenizer object (``encode``, ``decode``, ``vocab_size``,
+            ``blank_id``, ``sos_id``, ``eos_id``) used instead of ``tokenizer_path``, e.g. a
+            released model's units (:class:`~avsr.data.units_tokenizer.UnitsTokenizer`);
+            None (default) loads or trains avsr's own SentencePiece model.
         tokenizer_path: SentencePiece model; trained from the ``train_split`` transcripts and
             saved here when it does not exist.
         vocab_size: vocabulary size used when the tokenizer must be trained.
@@ -131,12 +139,26 @@ class AVDataModule(pl.LightningDataModule):
             :class:`VideoTransform` / :class:`AudioTransform` with ``train`` set accordingly.
         noise: training noise augmentation or None, e.g. ``NoiseAugment("babble", snrs=...)``:
             the ``"babble"`` placeholder is bound here to :meth:`babble` (training split).
+        test_noise: extra noise types of the evaluation matrix, name -> noise source, e.g.
+            MUSAN's test-split music (:func:`avsr.data.noise_sets.folder_noise`); a name here
+            replaces the built-in ``babble``/``white`` of the same name.
         babble_num_speakers: talkers per babble draw (training babble and
             :meth:`test_dataloader_for`).
         cache: keep decoded media in memory (see :class:`AVDataset`).
         seed: sampler and noisy-test seed.
         max_bad_fraction: skip rate that stops the run.
         pin_memory: DataLoader ``pin_memory``.
+        labelled_fraction: fraction of the training utterances whose transcripts are used (a
+            low-resource split, e.g. 0.1); drawn once by ``labelled_seed``, independent of
+            ``seed``.
+        labelled_seed: seed of that draw.
+        train_data: what the training loader gives: ``"labelled"`` (the labelled part),
+            ``"all"`` (every training utterance, e.g. for self-supervised pre-training, which
+            ignores transcripts) or ``"labelled+unlabelled"`` (a dict of two loaders,
+            ``labelled`` and ``unlabelled``, each with its own sampler, for semi-supervised
+            training; the unlabelled pool is every training utterance, loaded clean: evaluation
+            transforms, no noise).
+        unlabelled_max_frames: frame budget of the unlabelled sampler (default ``max_frames``).
     """
 
     def __init__(
@@ -144,6 +166,7 @@ class AVDataModule(pl.LightningDataModule):
         *,
         corpus: Corpus,
         tokenizer_path: str | Path,
+        tokenizer: Any | None = None,
         vocab_size: int = 1000,
         train_split: str = "train",
         val_split: str = "val",
@@ -160,10 +183,15 @@ class AVDataModule(pl.LightningDataModule):
         eval_audio_transform: Any | None = None,
         noise: Any | None = None,
         babble_num_speakers: int = 30,
+        test_noise: dict[str, Any] | None = None,
         cache: bool = False,
         seed: int = 0,
         max_bad_fraction: float = 0.05,
         pin_memory: bool = False,
+        labelled_fraction: float = 1.0,
+        labelled_seed: int = 0,
+        train_data: str = "labelled",
+        unlabelled_max_frames: int | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -191,11 +219,20 @@ class AVDataModule(pl.LightningDataModule):
         }
         self.noise = noise
         self.babble_num_speakers = babble_num_speakers
+        self.test_noise = dict(test_noise or {})
         self.cache = cache
         self.seed = seed
         self.max_bad_fraction = max_bad_fraction
         self.pin_memory = pin_memory
-        self.tokenizer: Tokenizer | None = None
+        if not 0.0 < labelled_fraction <= 1.0:
+            raise ValueError(f"labelled_fraction must be in (0, 1], got {labelled_fraction}")
+        if train_data not in TRAIN_DATA:
+            raise ValueError(f"train_data must be one of {TRAIN_DATA}, got {train_data!r}")
+        self.labelled_fraction = labelled_fraction
+        self.labelled_seed = labelled_seed
+        self.train_data = train_data
+        self.unlabelled_max_frames = unlabelled_max_frames or max_frames
+        self.tokenizer: Any = tokenizer  # None: load/train the SentencePiece model on demand
         self.datasets: dict[str, AVDataset] = {}
         self.samplers: dict[str, FrameBudgetBatchSampler] = {}
         self._babble: BabbleNoise | None = None
@@ -204,7 +241,7 @@ class AVDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Train the tokenizer when its model is absent (Lightning runs this on one process)."""
-        if self.tokenizer_path.is_file():
+        if self.tokenizer is not None or self.tokenizer_path.is_file():
             return
         texts = [u.text for u in self.corpus.utterances(self.splits["train"])]
         log.info("training tokenizer on %d %s transcripts -> %s", len(texts),
@@ -234,14 +271,33 @@ class AVDataModule(pl.LightningDataModule):
             self.noise.bind(self.babble())
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
                   "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
+        if "train" in wanted and self.train_data == "labelled+unlabelled":
+            wanted = (*wanted, "unlabelled")
         for role in wanted:
             if role not in self.datasets:
                 self.datasets[role] = self._dataset(role)
 
+    def labelled_utterances(self) -> list[Utterance]:
+        """The training utterances whose transcripts are used (all when the fraction is 1)."""
+        utts = self.corpus.utterances(self.splits["train"])
+        if self.labelled_fraction >= 1.0:
+            return utts
+        order = sorted(range(len(utts)), key=lambda i: utts[i].id)
+        random.Random(self.labelled_seed).shuffle(order)
+        keep = sorted(order[: max(1, round(self.labelled_fraction * len(utts)))])
+        return [utts[i] for i in keep]
+
+    def _utterances(self, role: str) -> list[Utterance]:
+        if role == "unlabelled" or (role == "train" and self.train_data == "all"):
+            return self.corpus.utterances(self.splits["train"])
+        if role == "train":
+            return self.labelled_utterances()
+        return self.corpus.utterances(self.splits[role])
+
     def _dataset(self, role: str, noise: Any | None = None) -> AVDataset:
         train = role == "train"
         dataset = AVDataset(
-            self.corpus.utterances(self.splits[role]),
+            self._utterances(role),
             self.tokenizer,
             self.video_transforms[train],
             self.audio_transforms[train],
@@ -265,11 +321,12 @@ class AVDataModule(pl.LightningDataModule):
                              "use_distributed_sampler=False")
 
     def _loader(self, role: str, dataset: AVDataset) -> AVDataLoader:
-        train = role == "train"
+        train = role in ("train", "unlabelled")
         self._check_trainer()
+        budget = {"train": self.max_frames, "unlabelled": self.unlabelled_max_frames}
         sampler = FrameBudgetBatchSampler(
             utterance_lengths(dataset.utterances),
-            self.max_frames if train else self.max_frames_eval,
+            budget.get(role, self.max_frames_eval),
             shuffle=train,
             seed=self.seed,
             num_buckets=self.num_buckets,
@@ -283,14 +340,21 @@ class AVDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            # DataLoader draws its workers' base seed from this instead of the global RNG, so
+            # starting an iterator (e.g. on resume) does not shift augmentation and dropout
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def _get(self, role: str) -> AVDataset:
         if role not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[role])
+            self.setup({"train": "fit", "unlabelled": "fit", "val": "validate",
+                        "test": "test"}[role])
         return self.datasets[role]
 
-    def train_dataloader(self) -> AVDataLoader:
+    def train_dataloader(self) -> AVDataLoader | dict[str, AVDataLoader]:
+        if self.train_data == "labelled+unlabelled":
+            return {"labelled": self._loader("train", self._get("train")),
+                    "unlabelled": self._loader("unlabelled", self._get("unlabelled"))}
         return self._loader("train", self._get("train"))
 
     def val_dataloader(self) -> AVDataLoader:
@@ -314,18 +378,22 @@ class AVDataModule(pl.LightningDataModule):
         is identical in every run. ``noise_type=None`` or ``snr=None`` gives the clean set.
 
         Args:
-            noise_type: ``"babble"`` (from training utterances), ``"white"`` or None.
+            noise_type: a ``test_noise`` name, ``"babble"`` (from training utterances),
+                ``"white"`` or None.
             snr: SNR in dB (0 is 0 dB) or None.
         """
         self.load_tokenizer()
         if noise_type is None or snr is None:
             mixer = None
+        elif noise_type in self.test_noise:
+            mixer = FixedNoiseMixer(self.test_noise[noise_type], snr_db=snr, seed=self.seed)
         elif noise_type == "babble":
             mixer = FixedNoiseMixer(self.babble(), snr_db=snr, seed=self.seed)
         elif noise_type == "white":
             mixer = FixedNoiseMixer(WhiteNoise(), snr_db=snr, seed=self.seed)
         else:
-            raise ValueError(f"noise_type must be 'babble', 'white' or None, got {noise_type!r}")
+            names = sorted({"babble", "white", *self.test_noise})
+            raise ValueError(f"noise_type must be one of {names} or None, got {noise_type!r}")
         key = f"test/{noise_type}/{snr}"
         self.datasets[key] = self._dataset("test", noise=mixer)
         return self._loader("test", self.datasets[key])
