@@ -1,0 +1,5 @@
+"""avsr: unified auditory, visual and audio-visual speech recognition."""
+
+from avsr.utils.resolvers import register_resolvers
+
+register_resolvers()
