@@ -107,3 +107,14 @@ def test_video_output_size_area_resamples_the_crop():
     assert torch.allclose(small, expected, atol=1e-5)
     with pytest.raises(ValueError, match="output_size"):
         VideoTransform(crop_size=88, output_size=96)
+
+
+@pytest.mark.parametrize("output_size", [44, 40])
+def test_output_size_equals_area_interpolation_of_normalised_crop(output_size):
+    from avsr.data.transforms import VideoTransform
+
+    video = torch.randint(0, 256, (5, 96, 96), dtype=torch.uint8)
+    t = VideoTransform(train=False, crop_size=88, output_size=output_size)
+    full = VideoTransform(train=False, crop_size=88)(video)  # (T, 1, 88, 88) normalised
+    ref = torch.nn.functional.interpolate(full, size=(output_size, output_size), mode="area")
+    assert torch.allclose(t(video), ref, atol=1e-5)

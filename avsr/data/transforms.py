@@ -133,11 +133,18 @@ class VideoTransform(nn.Module):
             raise ValueError(f"expected video of shape (T, H, W), got {tuple(video.shape)}")
         top, left = self.crop_offsets(video.shape[1], video.shape[2])
         x = video[:, top:top + self.crop_size, left:left + self.crop_size]
-        x = (x.float() / 255.0 - self.mean) / self.std
+        x = x.float()
         if self.output_size is not None and self.output_size != self.crop_size:
-            x = torch.nn.functional.interpolate(
-                x.unsqueeze(1), size=(self.output_size, self.output_size), mode="area"
-            ).squeeze(1)
+            if self.crop_size % self.output_size == 0:
+                # area resampling by a whole factor is plain average pooling, ~4x cheaper
+                k = self.crop_size // self.output_size
+                x = torch.nn.functional.avg_pool2d(x.unsqueeze(1), k).squeeze(1)
+            else:
+                x = torch.nn.functional.interpolate(
+                    x.unsqueeze(1), size=(self.output_size, self.output_size), mode="area"
+                ).squeeze(1)
+        # normalising after the (linear) resampling touches fewer pixels, same result
+        x = (x / 255.0 - self.mean) / self.std
         if self.train_mode:
             if self.flip_prob > 0 and torch.rand((), generator=self.generator) < self.flip_prob:
                 x = x.flip(-1)
