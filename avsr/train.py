@@ -126,16 +126,24 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         log.warning("skipped %d unreadable items during training: %s",
                     summary["skipped_media"]["total"], summary["skipped_media"]["by_problem"])
 
+    # which weights the test uses: the best validated ("best") or the final ones ("last"; a
+    # schedule annealed to the end of a time budget finishes after the last validation)
+    chosen = best or summary["last_checkpoint"]
+    if cfg.get("eval_checkpoint", "best") == "last" and summary["last_checkpoint"]:
+        chosen = summary["last_checkpoint"]
+    elif cfg.get("eval_checkpoint", "best") not in ("best", "last"):
+        raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {cfg.eval_checkpoint!r}")
+    summary["evaluated_checkpoint"] = chosen
     if cfg.get("test_after_fit"):  # stages with a test_step (word classification: accuracy)
-        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        tested = trainer.test(task, datamodule=datamodule, ckpt_path=chosen)
         summary["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     if not trainer.is_global_zero:  # DDP: rank 0 evaluates and writes the summary
         return summary
-    if cfg.get("evaluate") and (best or summary["last_checkpoint"]):
+    if cfg.get("evaluate") and chosen:
         from avsr.evaluate import evaluate_checkpoint
 
         results = evaluate_checkpoint(
-            ckpt_path=best or summary["last_checkpoint"],
+            ckpt_path=chosen,
             eval_cfg=cfg.eval,
             decode_cfg=cfg.decode,
             output_dir=output_dir / "eval",
