@@ -1,0 +1,239 @@
+"""Semi-supervised stage: greedy pseudo-labels from an EMA teacher (USR, Haliassos et al.,
+"Unified Speech Recognition", NeurIPS 2024; REFERENCE.md §2.1 (b)).
+
+Every step: the EMA teacher of the whole model (eval mode) encodes the clean audio-visual
+unlabelled batch, labels it frame-wise (CTC argmax) and token-wise (greedy attention decoding
+with the K/V cache, ≤ T/5 steps), and masks labels whose probability is below ``threshold``.
+The student sees the same batch with zero time masks and learns those labels for audio, video
+and audio-visual input through separate per-modality heads (frame-wise cross-entropy for the
+CTC labels, teacher-forced cross-entropy for the attention labels). The labelled batch (from
+its own sampler) gives the ordinary hybrid loss, computed by a composed
+:class:`~avsr.lightning.supervised.SupervisedTask` that also runs validation. The loss is
+``Σ_m w_m [γ_m · L_unlab,m + (1 − γ_m) · L_lab,m]``; after the step the teacher follows the
+student with momentum rising from 0.999 to 1 on a cosine schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from avsr.lightning.finetune import apply_init
+from avsr.lightning.guards import NonFiniteLossGuard
+from avsr.lightning.supervised import SupervisedTask
+from avsr.models.ema import EMATeacher, cosine_momentum
+from avsr.objectives.hybrid import HybridCTCAttentionLoss
+from avsr.objectives.masking import span_mask, zero_frames
+from avsr.objectives.pseudo_labels import (
+    attention_pseudo_labels, ctc_pseudo_labels, masked_cross_entropy,
+)
+
+__all__ = ["SemiSupervisedTask"]
+
+_ALL = ("audio", "video", "audiovisual")
+
+
+class SemiSupervisedTask(pl.LightningModule):
+    """USR semi-supervised training of an injected model.
+
+    Args:
+        model: the unified model.
+        loss: hybrid loss of the labelled part (its ``ctc_weight`` also weighs the
+            pseudo-label CTC term).
+        optimizer, scheduler: as :class:`SupervisedTask`.
+        modalities: streams trained every step.
+        modality_weights: ``w_m``.
+        unlabelled_weights: ``γ_m`` (USR Base low-resource: V 0.8, A/AV 0.5).
+        threshold: pseudo-label confidence threshold (0.8).
+        max_len_ratio: greedy decoding steps per encoder frame (USR: 1/5).
+        momentum_start, momentum_end: EMA momentum cosine schedule.
+        student_mask_prob, student_mask_span: zero time masks on the student's unlabelled
+            input (video frames and the same audio samples).
+        init: sources loaded into the model before the teacher is copied
+            (:func:`~avsr.lightning.finetune.apply_init`): the pre-trained encoder side.
+        tokenizer: for validation WER.
+        max_nonfinite_steps: consecutive NaN/inf steps that stop the run.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        loss: HybridCTCAttentionLoss,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        modalities: Sequence[str] = _ALL,
+        modality_weights: Mapping[str, float] | None = None,
+        unlabelled_weights: Mapping[str, float] | None = None,
+        threshold: float = 0.8,
+        max_len_ratio: float = 0.2,
+        momentum_start: float = 0.999,
+        momentum_end: float = 1.0,
+        student_mask_prob: float = 0.0,
+        student_mask_span: int = 5,
+        init: Sequence[Mapping[str, Any]] | None = None,
+        tokenizer: Any = None,
+        max_nonfinite_steps: int = 10,
+    ) -> None:
+        super().__init__()
+        apply_init(model, init)
+        self.model = model
+        # composed, not subclassed: the labelled loss and validation are SupervisedTask's. It
+        # shares self.model and is kept out of the module tree so the weights are stored once.
+        sup = SupervisedTask(model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
+                             modalities=modalities, modality_weights=modality_weights,
+                             tokenizer=tokenizer)
+        sup.log = self.log  # type: ignore[method-assign]
+        sup.log_dict = self.log_dict  # type: ignore[method-assign]
+        object.__setattr__(self, "supervised", sup)
+        self.loss = loss
+        self.modalities = sup.modalities
+        gammas = dict(unlabelled_weights or {})
+        self.unlabelled_weights = {m: float(gammas.get(m, 0.5)) for m in self.modalities}
+        self.threshold = threshold
+        self.max_len_ratio = max_len_ratio
+        self.momentum_range = (momentum_start, momentum_end)
+        self.student_mask = (student_mask_prob, student_mask_span)
+        self.teacher: EMATeacher | None = None
+        self.nonfinite_guard = NonFiniteLossGuard(max_nonfinite_steps)
+
+    def configure_model(self) -> None:
+        """Copy the teacher (after ``init``) and build the pseudo-label heads, before the
+        Trainer restores a checkpoint or builds the optimiser; idempotent."""
+        if self.teacher is not None:
+            return
+        model = self.model
+        if getattr(model, "decoder", None) is None or getattr(model, "ctc", None) is None:
+            raise ValueError("semi-supervised training needs a model with a decoder and a CTC "
+                             "head (the teacher labels with both)")
+        self.teacher = EMATeacher(model)
+        vocab = model.ctc.ctc_lo.out_features
+        self.ctc_heads = nn.ModuleDict({m: nn.Linear(model.encoder.d_model, vocab)
+                                        for m in self.modalities})
+        self.att_heads = nn.ModuleDict({m: nn.Linear(model.decoder.d_model, vocab)
+                                        for m in self.modalities})
+
+    # ------------------------------------------------------------------ pseudo-labels
+    @torch.no_grad()
+    def pseudo_label(self, batch: Mapping[str, Any]):
+        """Teacher labels of a clean audio-visual batch: (CTC labels, attention labels, T)."""
+        assert self.teacher is not None, "call configure_model() first"
+        teacher = self.teacher.model
+        enc, lengths = teacher.encode(batch["audio"], batch["audio_lengths"], batch["video"],
+                                      batch["video_lengths"], "audiovisual")
+        ctc = ctc_pseudo_labels(teacher.ctc(enc), lengths, self.threshold)
+        att = attention_pseudo_labels(teacher.decoder, enc, lengths, self.loss.sos_id,
+                                      self.loss.eos_id, self.threshold, self.max_len_ratio,
+                                      self.loss.blank_id)
+        return ctc, att
+
+    def _unlabelled_losses(self, batch: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+        ctc, att = self.pseudo_label(batch)
+        audio, video = batch["audio"], batch["video"]
+        prob, span = self.student_mask
+        if prob > 0:
+            mask = span_mask(batch["video_lengths"], video.shape[1], prob, span).to(video.device)
+            video, audio = zero_frames(video, audio, mask)
+        sos = att.tokens.new_full((att.tokens.shape[0], 1), self.loss.sos_id)
+        dec_in = torch.cat([sos, att.tokens[:, :-1]], dim=1)  # teacher forcing on the labels
+        hidden: list[torch.Tensor] = []
+        hook = self.model.decoder.layer_norm.register_forward_hook(
+            lambda _m, _i, out: hidden.append(out))
+        try:
+            out = self.model.forward_unified(audio, batch["audio_lengths"], video,
+                                             batch["video_lengths"], dec_in, att.lengths,
+                                             modalities=self.modalities)
+        finally:
+            hook.remove()
+        states = hidden[0]  # (ΣB_m, L, D): the streams stacked in the order of `out`
+        parts, start, w = {}, 0, self.loss.ctc_weight
+        for m, o in out.items():
+            n = o.index.numel()
+            frames = min(o.enc.shape[1], ctc.targets.shape[1])
+            ctc_t = ctc.targets.index_select(0, o.index)[:, :frames]
+            loss_ctc = masked_cross_entropy(self.ctc_heads[m](o.enc[:, :frames]), ctc_t)
+            att_t = att.targets.index_select(0, o.index)
+            loss_att = masked_cross_entropy(self.att_heads[m](states[start:start + n]), att_t)
+            start += n
+            parts[m] = {"loss": w * loss_ctc + (1 - w) * loss_att, "loss_ctc": loss_ctc,
+                        "loss_att": loss_att}
+        parts["_stats"] = {
+            "ctc_kept": (ctc.targets != -100).sum() / batch["video_lengths"].sum().clamp(min=1),
+            "att_kept": (att.targets != -100).sum() / att.lengths.sum().clamp(min=1),
+            "att_len": att.lengths.float().mean(),
+        }
+        return parts
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        labelled, unlabelled = batch["labelled"], batch["unlabelled"]
+        total = torch.zeros((), device=self.device)
+        logs: dict[str, torch.Tensor] = {}
+        lab_parts = self.supervised._stream_losses(labelled)[0] if labelled["ids"] else {}
+        unl_parts = self._unlabelled_losses(unlabelled) if unlabelled["ids"] else {}
+        stats = unl_parts.pop("_stats", {})
+        for m in self.modalities:
+            g = self.unlabelled_weights[m]
+            term = torch.zeros((), device=self.device)
+            if m in lab_parts:
+                term = term + (1 - g) * lab_parts[m]["loss"]
+                logs[f"loss_lab_{m}"] = lab_parts[m]["loss"].detach()
+            if m in unl_parts:
+                term = term + g * unl_parts[m]["loss"]
+                for k, v in unl_parts[m].items():
+                    logs[f"{k}_unlab_{m}"] = v.detach()
+            total = total + self.supervised.modality_weights[m] * term
+        if not lab_parts and not unl_parts:
+            return None
+        skip = self.nonfinite_guard.update(not bool(torch.isfinite(total)), self.global_step)
+        if skip:
+            return None
+        logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False,
+                      batch_size=max(1, len(unlabelled["ids"])))
+        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=max(1, len(unlabelled["ids"])))
+        return total
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        momentum = cosine_momentum(self.global_step, total, *self.momentum_range)
+        assert self.teacher is not None
+        self.teacher.update(self.model, momentum)
+        self.log("train/ema_momentum", momentum, on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------ validation (composed)
+    def on_validation_epoch_start(self) -> None:
+        self.supervised._device = self.device  # the composed task is outside the module tree
+        self.supervised.on_validation_epoch_start()
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self.supervised.validation_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.supervised.on_validation_epoch_end()
+
+    def on_fit_start(self) -> None:
+        self.supervised._device = self.device
+
+    # ------------------------------------------------------------------ checkpoints, optimiser
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "nonfinite_guard" in checkpoint:
+            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
+
+    def configure_optimizers(self):
+        optimizer = self.supervised.optimizer_factory(
+            params=[p for p in self.parameters() if p.requires_grad])
+        if self.supervised.scheduler_factory is None:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = self.supervised.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

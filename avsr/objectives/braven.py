@@ -1,0 +1,186 @@
+"""BRAVEn / USR self-distillation pre-training (Haliassos et al., "BRAVEn: Improving
+Self-Supervised Pre-training for Visual and Auditory Speech Recognition", ICASSP 2024;
+"Unified Speech Recognition", NeurIPS 2024, §pre-training; REFERENCE.md §2.1 (a)).
+
+One span mask (p 0.4, 3 frames) zeroes video frames and the matching audio samples; the
+student runs A, V and AV on the masked input through the shared encoder; an EMA teacher of
+the encoder side (front-ends, fusion, encoder) sees the unmasked audio-visual input; its
+targets are the instance-normalised mean of all encoder block outputs; a shared predictor
+with a mask token maps each student stream to the targets; the loss is the negative cosine
+similarity on masked frames, weighted per modality (V 0.3, A 0.7, AV 0.7).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avsr.models.conformer import ConformerEncoder
+from avsr.models.ema import EMATeacher, cosine_momentum
+from avsr.models.predictor import MaskedPredictor
+from avsr.objectives.masking import span_mask, valid_mask, zero_frames
+
+__all__ = ["BRAVEnObjective", "encoder_blocks", "collect_block_outputs", "instance_norm",
+           "negative_cosine"]
+
+SAMPLES_PER_FRAME = 640
+
+
+def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
+    """The block list of our encoders (``layers`` or ESPnet-named ``encoders``)."""
+    for name in ("layers", "encoders"):
+        blocks = getattr(encoder, name, None)
+        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+            return blocks
+    raise ValueError(f"{type(encoder).__name__} exposes no block list (layers / encoders)")
+
+
+def _block_output_modules(encoder: nn.Module) -> list[nn.Module]:
+    """The module whose output is each block's output."""
+    blocks = encoder_blocks(encoder)
+    if isinstance(encoder, ConformerEncoder):
+        # it runs torchaudio's layers through its own masked path (never calling the layer's
+        # forward), which ends with the layer's final LayerNorm
+        return [b.final_layer_norm for b in blocks]
+    return list(blocks)
+
+
+@contextlib.contextmanager
+def collect_block_outputs(encoder: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Context in which every encoder block's output is appended to the yielded list."""
+    outputs: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        outputs.append(output[0] if isinstance(output, tuple) else output)
+
+    handles = [b.register_forward_hook(hook) for b in _block_output_modules(encoder)]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def instance_norm(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise (B, T, D) over time per item and channel, using valid frames only.
+
+    Returns zeros past each length.
+    """
+    valid = valid_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    count = valid.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (x * valid).sum(1, keepdim=True) / count
+    var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(var + eps) * valid
+
+
+def negative_cosine(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                    ) -> torch.Tensor:
+    """Mean of −cos(pred_t, target_t) over frames where ``mask`` (B, T) is True."""
+    cos = F.cosine_similarity(pred.float(), target.float(), dim=-1)  # (B, T)
+    n = mask.sum()
+    if n == 0:
+        return (pred.sum() * 0.0).float()
+    return -(cos * mask).sum() / n
+
+
+class BRAVEnObjective(nn.Module):
+    """Self-distillation objective; :meth:`bind` attaches it to the model it trains.
+
+    Args:
+        mask_prob: fraction of frames masked (USR: 0.4).
+        mask_span: frames per span (USR: 3).
+        modalities: student streams.
+        modality_weights: loss weight of each stream (USR: V 0.3, A 0.7, AV 0.7).
+        teacher_modality: what the teacher sees (USR: ``audiovisual``; ``audio`` / ``video``
+            for Pan et al.-style unimodal pre-training).
+        predictor_layers, predictor_heads, predictor_dim: the shared predictor.
+        momentum_start, momentum_end: EMA momentum cosine schedule (0.999 → 1).
+    """
+
+    def __init__(
+        self,
+        mask_prob: float = 0.4,
+        mask_span: int = 3,
+        modalities: Sequence[str] = ("audio", "video", "audiovisual"),
+        modality_weights: Mapping[str, float] | None = None,
+        teacher_modality: str = "audiovisual",
+        predictor_layers: int = 2,
+        predictor_heads: int = 4,
+        predictor_dim: int | None = None,
+        momentum_start: float = 0.999,
+        momentum_end: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.mask_prob = mask_prob
+        self.mask_span = mask_span
+        self.modalities = tuple(modalities)
+        weights = dict(modality_weights or {"audio": 0.7, "video": 0.3, "audiovisual": 0.7})
+        self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
+        self.teacher_modality = teacher_modality
+        self.predictor_cfg = (predictor_layers, predictor_heads, predictor_dim)
+        self.momentum_start = momentum_start
+        self.momentum_end = momentum_end
+        self.teacher: EMATeacher | None = None
+        self.predictor: MaskedPredictor | None = None
+
+    def bind(self, model: nn.Module) -> None:
+        """Build the EMA teacher (encoder side only) and the predictor for ``model``."""
+        d = model.encoder.d_model
+        layers, heads, width = self.predictor_cfg
+        self.predictor = MaskedPredictor(d, width or d, layers, heads, output_dim=d)
+        self.teacher = EMATeacher(model, exclude=("decoder", "ctc"))
+
+    def momentum(self, step: int, total_steps: int) -> float:
+        return cosine_momentum(step, total_steps, self.momentum_start, self.momentum_end)
+
+    def update_teacher(self, model: nn.Module, step: int, total_steps: int) -> float:
+        m = self.momentum(step, total_steps)
+        assert self.teacher is not None, "call bind(model) first"
+        self.teacher.update(model, m)
+        return m
+
+    @torch.no_grad()
+    def targets(self, audio, audio_lengths, video, video_lengths
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instance-normalised mean of the teacher's block outputs on unmasked input."""
+        assert self.teacher is not None, "call bind(model) first"
+        teacher = self.teacher.model
+        with collect_block_outputs(teacher.encoder) as blocks:
+            _, lengths = teacher.encode(audio, audio_lengths, video, video_lengths,
+                                        self.teacher_modality)
+        if not blocks:
+            raise ValueError(f"no block outputs collected from {type(teacher.encoder).__name__}")
+        mean = torch.stack(blocks).mean(0)
+        return instance_norm(mean, lengths), lengths
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any],
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss of one batch: ``loss`` and ``loss_<modality>``, plus ``mask_fraction``."""
+        assert self.predictor is not None, "call bind(model) first"
+        audio, video = batch.get("audio"), batch.get("video")
+        a_len, v_len = batch["audio_lengths"], batch["video_lengths"]
+        target, t_len = self.targets(audio, a_len, video, v_len)
+        frames = target.shape[1]
+        mask = span_mask(t_len, frames, self.mask_prob, self.mask_span, generator)
+        mask = mask.to(target.device) & valid_mask(t_len, frames)
+        m_video, m_audio = zero_frames(video, audio, mask, SAMPLES_PER_FRAME)
+        out = model.forward_unified(m_audio, a_len, m_video, v_len, modalities=self.modalities)
+        total = target.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        for m, o in out.items():
+            t = min(o.enc.shape[1], frames)
+            idx = o.index
+            pred, _ = self.predictor(o.enc[:, :t], o.enc_lengths, mask.index_select(0, idx)[:, :t])
+            loss = negative_cosine(pred, target.index_select(0, idx)[:, :t],
+                                   mask.index_select(0, idx)[:, :t]
+                                   & valid_mask(o.enc_lengths, t))
+            total = total + self.modality_weights[m] * loss
+            logs[f"loss_{m}"] = loss.detach()
+        logs["loss"] = total
+        logs["mask_fraction"] = (mask.sum() / t_len.sum().clamp(min=1)).float().detach()
+        return logs

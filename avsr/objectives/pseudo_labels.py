@@ -1,0 +1,116 @@
+"""Greedy pseudo-labels with confidences from a teacher (USR, Haliassos et al., NeurIPS 2024;
+REFERENCE.md §2.1 (b)): frame-wise CTC argmax and batched greedy attention decoding with the
+decoder's key/value cache, each label masked where the teacher's probability is below a
+threshold (0.8), and the frame-wise / token-wise losses the student learns them with.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avsr.models.utils import check_shape, make_pad_mask
+
+__all__ = ["CTCPseudoLabels", "AttentionPseudoLabels", "ctc_pseudo_labels",
+           "attention_pseudo_labels", "masked_cross_entropy", "IGNORE"]
+
+IGNORE = -100
+
+
+class CTCPseudoLabels(NamedTuple):
+    """targets (B, T) long with ``IGNORE`` at unconfident or padded frames; confidence (B, T)."""
+
+    targets: torch.Tensor
+    confidence: torch.Tensor
+
+
+class AttentionPseudoLabels(NamedTuple):
+    """Greedy decoding of the teacher.
+
+    Attributes:
+        tokens: (B, L) tokens without sos, eos at each sequence's end (if reached), padded 0.
+        lengths: (B,) tokens including that eos.
+        targets: (B, L) ``tokens`` with ``IGNORE`` at unconfident and padded positions.
+        confidence: (B, L) probability of each chosen token.
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    confidence: torch.Tensor
+
+
+def ctc_pseudo_labels(log_probs: torch.Tensor, lengths: torch.Tensor, threshold: float = 0.8
+                      ) -> CTCPseudoLabels:
+    """Frame-wise argmax of CTC posteriors (blanks included), unconfident frames masked.
+
+    Args:
+        log_probs: (B, T, V) teacher CTC log-probabilities.
+        lengths: (B,) valid frames.
+        threshold: frames whose max probability is below it get ``IGNORE``.
+    """
+    check_shape("log_probs", log_probs, 3, "(B, T, V)")
+    best_logp, best = log_probs.max(dim=-1)
+    conf = best_logp.exp()
+    drop = (conf < threshold) | make_pad_mask(lengths, log_probs.shape[1])
+    return CTCPseudoLabels(best.masked_fill(drop, IGNORE), conf)
+
+
+@torch.no_grad()
+def attention_pseudo_labels(
+    decoder: nn.Module,
+    memory: torch.Tensor,
+    memory_lengths: torch.Tensor,
+    sos_id: int,
+    eos_id: int,
+    threshold: float = 0.8,
+    max_len_ratio: float = 0.2,
+    pad_id: int = 0,
+) -> AttentionPseudoLabels:
+    """Batched greedy decoding with the K/V cache, at most ``ceil(max_len_ratio · T)`` steps
+    (USR: T / 5); each token's probability decides whether it is a target.
+
+    Tokens after a sequence's eos are padding. A sequence that never emits eos keeps all its
+    tokens (the student then learns no eos for it).
+    """
+    check_shape("memory", memory, 3, "(B, T, D)")
+    batch, frames = memory.shape[:2]
+    max_len = max(1, math.ceil(max_len_ratio * frames))
+    state = decoder.init_state(memory, memory_lengths)
+    last = torch.full((batch,), sos_id, dtype=torch.long, device=memory.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=memory.device)
+    lengths = torch.zeros(batch, dtype=torch.long, device=memory.device)
+    tokens, confs = [], []
+    for _ in range(max_len):
+        logits, state = decoder.step(last, state)
+        p, last = F.softmax(logits.float(), dim=-1).max(dim=-1)
+        last = last.masked_fill(finished, pad_id)
+        tokens.append(last)
+        confs.append(p.masked_fill(finished, 0.0))
+        lengths = lengths + (~finished).long()
+        finished = finished | (last == eos_id)
+        if bool(finished.all()):
+            break
+    toks = torch.stack(tokens, dim=1)
+    conf = torch.stack(confs, dim=1)
+    pad = make_pad_mask(lengths, toks.shape[1])
+    targets = toks.masked_fill(pad | (conf < threshold), IGNORE)
+    return AttentionPseudoLabels(toks.masked_fill(pad, pad_id), lengths, targets, conf)
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over positions whose target is not ``IGNORE`` (0 if none).
+
+    Args:
+        logits: (B, N, V); targets: (B, N).
+    """
+    n = (targets != IGNORE).sum()
+    if n == 0:
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
+                         reduction="sum")
+    return ce / n

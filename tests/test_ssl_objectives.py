@@ -1,0 +1,85 @@
+"""BRAVEn targets and loss, AV-HuBERT head: against torch's own ops on a tiny real model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.ctc import CTCHead
+from avsr.models.encoder import TransformerEncoder
+from avsr.models.frontends.filterbank import FilterbankFrontend
+from avsr.models.fusion import ConcatFusion
+from avsr.objectives.avhubert import ClusterHead
+from avsr.objectives.braven import (
+    BRAVEnObjective, collect_block_outputs, instance_norm, negative_cosine,
+)
+
+
+def _model() -> AVSRModel:
+    from avsr.models.frontends.video_resnet import VideoResNet
+
+    torch.manual_seed(0)
+    return AVSRModel(FilterbankFrontend(output_dim=8),
+                     VideoResNet(widths=[4, 4, 8, 8], stem_channels=4),
+                     ConcatFusion(audio_dim=8, video_dim=8, output_dim=16),
+                     TransformerEncoder(16, 2, 2, 32), None, CTCHead(16, 10))
+
+
+def test_block_outputs_and_instance_norm():
+    enc = TransformerEncoder(16, 3, 2, 32).eval()
+    x = torch.randn(2, 7, 16)
+    with collect_block_outputs(enc) as blocks:
+        y, lengths = enc(x, torch.tensor([7, 7]))
+    assert len(blocks) == 3
+    torch.testing.assert_close(enc.layer_norm(blocks[-1]), y)  # last block, before final LN
+    ref = F.instance_norm(blocks[0].transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(instance_norm(blocks[0], lengths), ref, atol=1e-4, rtol=1e-4)
+    short = instance_norm(blocks[0], torch.tensor([7, 4]))
+    torch.testing.assert_close(short[1, :4], instance_norm(blocks[0][1:, :4],
+                                                           torch.tensor([4]))[0])
+    assert (short[1, 4:] == 0).all()
+
+
+def test_negative_cosine_on_masked_frames_only():
+    p, t = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, 1] = mask[1, 3] = True
+    ref = -F.cosine_similarity(p[mask], t[mask], dim=-1).mean()
+    torch.testing.assert_close(negative_cosine(p, t, mask), ref)
+
+
+def test_braven_loss_trains_student_and_predictor_not_teacher():
+    model = _model()
+    obj = BRAVEnObjective(mask_prob=0.5, mask_span=2, predictor_layers=1, predictor_heads=2)
+    obj.bind(model)
+    batch = {"audio": torch.randn(2, 12 * 640), "audio_lengths": torch.tensor([12 * 640, 9 * 640]),
+             "video": torch.rand(2, 12, 1, 24, 24), "video_lengths": torch.tensor([12, 9])}
+    out = obj(model, batch, torch.Generator().manual_seed(0))
+    assert set(out) >= {"loss", "loss_audio", "loss_video", "loss_audiovisual"}
+    expected = 0.7 * out["loss_audio"] + 0.3 * out["loss_video"] + 0.7 * out["loss_audiovisual"]
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    out["loss"].backward()
+    assert all(p.grad is None for p in obj.teacher.parameters())
+    assert obj.predictor.mask_token.grad is not None
+    assert model.encoder.layers[0].parameters().__next__().grad is not None
+    assert model.video_frontend.parameters().__next__().grad is not None
+
+
+def test_cluster_head_is_cosine_over_temperature():
+    head = ClusterHead(6, 5, proj_dim=4, temperature=0.1)
+    x = torch.randn(2, 3, 6)
+    z = head.proj(x)
+    ref = torch.einsum("btd,kd->btk", F.normalize(z, dim=-1),
+                       F.normalize(head.embeddings, dim=-1)) / 0.1
+    torch.testing.assert_close(head(x), ref)
+
+
+def test_conformer_block_outputs():
+    from avsr.models.conformer import ConformerEncoder
+
+    enc = ConformerEncoder(d_model=16, num_layers=2, num_heads=2, ffn_dim=32, kernel_size=3).eval()
+    with collect_block_outputs(enc) as blocks:
+        y, _ = enc(torch.randn(2, 6, 16), torch.tensor([6, 4]))
+    assert len(blocks) == 2
+    torch.testing.assert_close(blocks[-1][0], y[0])  # the conformer's output is its last block
