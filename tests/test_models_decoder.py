@@ -40,6 +40,35 @@ def test_incremental_equals_full_forward(tie: bool) -> None:
     assert state.offset == 6 and state.self_k[0].shape == (3, 4, 6, D // 4)
 
 
+@pytest.mark.parametrize("skip_rows", [False, True])
+def test_cached_steps_equal_full_forward_through_reorders(skip_rows: bool) -> None:
+    # beam search: after every step the cache is reordered by random parents (the preallocated
+    # storage is recycled between reorders); each step must equal teacher forcing on the
+    # parents' prefixes; with `rows` only those hypotheses are computed (the others ended)
+    decoder = _decoder()
+    _, _, memory, memory_lengths = _inputs()
+    g = torch.Generator().manual_seed(4)
+    n = 8
+    index = torch.randint(0, 3, (n,), generator=g)
+    state = decoder.reorder_state(decoder.init_state(memory, memory_lengths, max_len=5), index)
+    mem, mem_lengths = memory[index], memory_lengths[index]
+    prefix = torch.full((n, 0), 2, dtype=torch.long)
+    live = torch.arange(n)
+    with torch.no_grad():
+        for t in range(7):  # past max_len: the storage grows
+            token = torch.randint(3, V, (n,), generator=g) if t else torch.full((n,), 2)
+            prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)
+            logits, state = decoder.step(token, state, rows=live if skip_rows else None)
+            full = decoder(prefix, None, mem, mem_lengths)[:, -1]
+            torch.testing.assert_close(logits[live], full[live], atol=1e-5, rtol=1e-5)
+            assert state.self_k[1].shape == (n, 4, t + 1, D // 4)
+            parent = live[torch.randint(0, len(live), (n,), generator=g)]
+            state = decoder.reorder_state(state, parent)
+            prefix, mem, mem_lengths = prefix[parent], mem[parent], mem_lengths[parent]
+            if skip_rows:
+                live = torch.randperm(n, generator=g)[: max(1, n - 2 * t)].sort().values
+
+
 def test_padding_invariance() -> None:
     decoder = _decoder()
     tokens, token_lengths, memory, memory_lengths = _inputs()
@@ -76,6 +105,24 @@ def test_step_does_not_modify_its_input_state() -> None:
         b, _ = decoder.step(tokens[:, 1], state1)
     assert state0.offset == 0 and not state0.self_k
     torch.testing.assert_close(a, b)
+
+
+def test_branching_from_one_state_keeps_both_branches() -> None:
+    # a step writes its token in place; a second step from the same state must not overwrite
+    # the first branch's keys/values
+    decoder = _decoder()
+    tokens, _, memory, memory_lengths = _inputs()
+    with torch.no_grad():
+        _, state1 = decoder.step(tokens[:, 0], decoder.init_state(memory, memory_lengths))
+        state1 = decoder.reorder_state(state1, torch.arange(3))  # leaves room for a token
+        _, branch_a = decoder.step(tokens[:, 1], state1)
+        _, branch_b = decoder.step(tokens[:, 2], state1)
+        a, _ = decoder.step(tokens[:, 3], branch_a)
+        b, _ = decoder.step(tokens[:, 3], branch_b)
+        full = decoder(tokens[:, [0, 1, 3]], None, memory, memory_lengths)[:, -1]
+        full_b = decoder(tokens[:, [0, 2, 3]], None, memory, memory_lengths)[:, -1]
+    torch.testing.assert_close(a, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b, full_b, atol=1e-5, rtol=1e-5)
 
 
 def test_errors_show_bad_shapes() -> None:

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from avsr.decoding.ctc_prefix_score import CTCPrefixScorer
-from avsr.models.decoder import DecoderState
 from avsr.models.utils import check_shape
 
 __all__ = ["Hypothesis", "BeamSearch", "IncrementalLM", "END_DETECT_M", "END_DETECT_D"]
@@ -66,23 +65,6 @@ class IncrementalLM(Protocol):
 
     def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
         """Rows ``index`` of the state."""
-
-
-def _reorder_decoder(state: DecoderState, parent: torch.Tensor,
-                     utterances: torch.Tensor | None) -> DecoderState:
-    """Pick the parents' self-attention caches. The memory keys/values stay one per utterance
-    (the W rows of an utterance share them); ``utterances`` drops finished ones."""
-    def pick(ts: list[torch.Tensor], index: torch.Tensor | None) -> list[torch.Tensor]:
-        return ts if index is None else [t.index_select(0, index) for t in ts]
-
-    assert state.cross_mask is not None
-    return DecoderState(
-        self_k=pick(state.self_k, parent), self_v=pick(state.self_v, parent),
-        cross_k=pick(state.cross_k, utterances), cross_v=pick(state.cross_v, utterances),
-        cross_mask=state.cross_mask if utterances is None
-        else state.cross_mask.index_select(0, utterances),
-        offset=state.offset,
-    )
 
 
 def _max_length(ratio: float, frames: torch.Tensor) -> list[int]:
@@ -219,7 +201,8 @@ class BeamSearch:
             return ended
         act = torch.tensor(active, device=device)
         width = 1
-        dec_state = decoder.init_state(memory.index_select(0, act), frames.index_select(0, act))
+        dec_state = decoder.init_state(memory.index_select(0, act), frames.index_select(0, act),
+                                       max_len=max(maxlen[b] for b in active))
         lm_state = lm.init_state(len(active), device) if use_lm else None
         ctc = CTCPrefixScorer(ctc_log_probs, frames, blank_id, eos_id) if use_ctc else None
         ctc_state = ctc.initial_state(act) if ctc is not None else None
@@ -233,7 +216,14 @@ class BeamSearch:
         while active:
             n_act = len(active)
             last = yseq[:, -1]
-            logits, dec_state = decoder.step(last, dec_state)
+            rows = None
+            if device.type == "cpu" and width > 1:
+                # skip hypotheses that ended (-inf): on CPU the decoder's matrix products are
+                # most of the time; elsewhere reading the count back would cost a sync
+                live = torch.isfinite(score).nonzero().squeeze(1)
+                if len(live) <= 0.875 * len(score):
+                    rows = live
+            logits, dec_state = decoder.step(last, dec_state, rows=rows)
             dec_logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
             # ESPnet's order: decoder, length bonus, LM, then CTC, then the running score
             weighted = w_dec * dec_logp
@@ -283,7 +273,9 @@ class BeamSearch:
                 new_score, yseq = new_score[rows], yseq[rows]
                 parts = {k: v[rows] for k, v in parts.items()}
                 active = [active[a] for a in keep]
-            dec_state = _reorder_decoder(dec_state, parent, kept)
+            # the parents' self-attention caches; the memory keys/values stay one per
+            # utterance (its W rows share them), `kept` drops finished utterances
+            dec_state = dec_state.select(parent, kept)
             if use_lm:
                 lm_state = lm.reorder_state(lm_state, parent)
             if use_ctc:

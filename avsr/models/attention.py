@@ -8,7 +8,12 @@ from torch import nn
 
 from avsr.models.utils import make_pad_mask
 
-__all__ = ["MultiHeadAttention", "key_padding_attn_mask"]
+__all__ = ["MultiHeadAttention", "key_padding_attn_mask", "FEW_QUERIES"]
+
+# Up to this many queries per (batch, head), inference runs a plain matmul-softmax: SDPA's
+# fused CPU kernel is tuned for long queries and was ~2× slower for the one-token queries of
+# incremental decoding (and the W grouped queries of beam hypotheses sharing one memory).
+FEW_QUERIES = 64
 
 
 def key_padding_attn_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -20,6 +25,16 @@ def key_padding_attn_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     allowed = ~make_pad_mask(lengths, max_len)
     allowed = allowed | (lengths == 0).unsqueeze(1)
     return allowed[:, None, None, :]
+
+
+def _few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q kᵀ / √d) v with the softmax in float32; q (B, H, L, d), k/v (B, H, T, d),
+    attn_mask bool broadcastable to (B, H, L, T), True where allowed."""
+    scores = torch.matmul(q, k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
 
 
 class MultiHeadAttention(nn.Module):
@@ -89,9 +104,12 @@ class MultiHeadAttention(nn.Module):
             (B, L, D).
         """
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
-        )
+        if p == 0.0 and not is_causal and q.shape[-2] <= FEW_QUERIES:
+            out = _few_query_attention(q, k, v, attn_mask)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
+            )
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
+from avsr.models.kv_cache import KVCache
 from avsr.models.positional import SinusoidalPositionalEncoding
 from avsr.models.utils import check_shape, make_activation
 
@@ -20,21 +21,50 @@ class DecoderState:
     """Incremental decoding state of :class:`TransformerDecoder` for N running sequences.
 
     Attributes:
-        self_k, self_v: per layer, cached self-attention keys/values (N, H, t, D / H) of the
-            t tokens fed so far.
+        cache: self-attention keys/values of the ``offset`` tokens fed so far (``None`` before
+            the first step); read them per layer through ``self_k`` / ``self_v``.
         cross_k, cross_v: per layer, cross-attention keys/values (N, H, T, D / H) of the
             memory, computed once by ``init_state``; or (G, H, T, D / H) with N = G · W when
             each run of W consecutive sequences shares one memory (beam search).
         cross_mask: bool (N or G, 1, 1, T), True at valid memory frames.
         offset: number of tokens fed so far (position of the next token).
+        max_len: expected longest sequence (sizes the cache storage once), or ``None``.
     """
 
-    self_k: list[torch.Tensor] = field(default_factory=list)
-    self_v: list[torch.Tensor] = field(default_factory=list)
+    cache: KVCache | None = None
     cross_k: list[torch.Tensor] = field(default_factory=list)
     cross_v: list[torch.Tensor] = field(default_factory=list)
     cross_mask: torch.Tensor | None = None
     offset: int = 0
+    max_len: int | None = None
+
+    @property
+    def self_k(self) -> list[torch.Tensor]:
+        """Per layer, the cached self-attention keys (N, H, offset, D / H)."""
+        cache, n = self.cache, len(self.cross_k)
+        return [] if cache is None else [cache.keys(i, self.offset) for i in range(n)]
+
+    @property
+    def self_v(self) -> list[torch.Tensor]:
+        """Per layer, the cached self-attention values (N, H, offset, D / H)."""
+        cache, n = self.cache, len(self.cross_k)
+        return [] if cache is None else [cache.values(i, self.offset) for i in range(n)]
+
+    def select(self, index: torch.Tensor, memory_index: torch.Tensor | None) -> DecoderState:
+        """Rows ``index`` (N',) of the self-attention cache and rows ``memory_index`` of the
+        projected memory (``None``: keep it as it is, e.g. shared per utterance)."""
+
+        def pick(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+            return ts if memory_index is None else [t.index_select(0, memory_index) for t in ts]
+
+        assert self.cross_mask is not None
+        return DecoderState(
+            cache=None if self.cache is None else self.cache.select(index, self.offset),
+            cross_k=pick(self.cross_k), cross_v=pick(self.cross_v),
+            cross_mask=self.cross_mask if memory_index is None
+            else self.cross_mask.index_select(0, memory_index),
+            offset=self.offset, max_len=self.max_len,
+        )
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -83,6 +113,7 @@ class TransformerDecoderLayer(nn.Module):
         cross_v: torch.Tensor,
         cross_mask: torch.Tensor,
         self_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer on L new tokens.
 
@@ -90,8 +121,11 @@ class TransformerDecoderLayer(nn.Module):
             x: (B, L, D) inputs of the new tokens.
             cross_k, cross_v: (B, H, T, D / H) projected memory.
             cross_mask: bool (B, 1, 1, T), True at valid memory frames.
-            self_kv: cached self-attention keys/values (B, H, t, D / H) of earlier tokens;
-                ``None`` when x holds the whole prefix (teacher forcing, causal mask).
+            self_kv: incremental decoding (L == 1): key/value buffers (B, H, t + 1, D / H)
+                holding the t earlier tokens; the new token's key/value is written in place
+                at position t. ``None`` when x holds the whole prefix (teacher forcing).
+            rows: with ``self_kv``, x holds only these (B',) sequences of the B in the cache
+                and the memory; the others' position t is left unwritten.
 
         Returns:
             (B, L, D) outputs and the self-attention keys/values including the new tokens.
@@ -99,13 +133,33 @@ class TransformerDecoderLayer(nn.Module):
         attn = self.self_attn
         q, k, v = attn.project_qkv(self.self_attn_layer_norm(x))
         if self_kv is not None:
-            k = torch.cat([self_kv[0], k], dim=2)
-            v = torch.cat([self_kv[1], v], dim=2)
+            if x.shape[1] != 1:
+                raise ValueError(f"a cached step takes one token per sequence, got x of shape "
+                                 f"{tuple(x.shape)}")
+            if rows is None:
+                self_kv[0][:, :, -1:] = k
+                self_kv[1][:, :, -1:] = v
+            else:
+                self_kv[0][:, :, -1].index_copy_(0, rows, k.squeeze(2))
+                self_kv[1][:, :, -1].index_copy_(0, rows, v.squeeze(2))
+            k, v = self_kv
+        elif rows is not None:
+            raise ValueError("rows needs a key/value cache (self_kv)")
+
+        def expand(t: torch.Tensor) -> torch.Tensor:
+            # the attentions run on every cached sequence (they share memories by position);
+            # the other rows of their queries are zeros and their outputs are dropped
+            return t if rows is None else t.new_zeros((k.shape[0],) + t.shape[1:]).index_copy_(
+                0, rows, t)
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if rows is None else t.index_select(0, rows)
+
         # with a cache the new token may see every cached one; L == 1 needs no mask
         causal = self_kv is None and x.shape[1] > 1
-        x = x + self.dropout(attn.attend(q, k, v, is_causal=causal))
+        x = x + self.dropout(pick(attn.attend(expand(q), k, v, is_causal=causal)))
         q = self.encoder_attn.project_q(self.encoder_attn_layer_norm(x))
-        x = x + self.dropout(self._cross_attend(q, cross_k, cross_v, cross_mask))
+        x = x + self.dropout(pick(self._cross_attend(expand(q), cross_k, cross_v, cross_mask)))
         return self._ffn(x), (k, v)
 
     def _cross_attend(self, q: torch.Tensor, cross_k: torch.Tensor, cross_v: torch.Tensor,
@@ -221,28 +275,41 @@ class TransformerDecoder(nn.Module):
         return self.output_projection(self.layer_norm(x))
 
     def init_state(
-        self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None,
+        max_len: int | None = None,
     ) -> DecoderState:
         """Start incremental decoding: project the memory for every layer's cross-attention.
 
         Args:
             memory: (B, T, D) encoder output.
             memory_lengths: (B,) valid frames; ``None`` means all T.
+            max_len: expected number of ``step`` calls at most (sos included); sizes the
+                key/value storage once. Only a hint: longer sequences still work.
 
         Returns:
             A :class:`DecoderState` with empty self-attention caches.
         """
         cross_k, cross_v, mask = self._memory(memory, memory_lengths)
-        return DecoderState(cross_k=cross_k, cross_v=cross_v, cross_mask=mask, offset=0)
+        return DecoderState(cross_k=cross_k, cross_v=cross_v, cross_mask=mask, offset=0,
+                            max_len=max_len)
+
+    def _cache_dtype(self, device: torch.device) -> torch.dtype:
+        # the keys/values come out of a Linear: autocast's dtype when it is on
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.embed_tokens.weight.dtype
 
     def step(
-        self, tokens_last: torch.Tensor, state: DecoderState
+        self, tokens_last: torch.Tensor, state: DecoderState, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, DecoderState]:
         """Feed one token per sequence; the first step feeds sos.
 
         Args:
             tokens_last: (B,) the newest token of each sequence.
             state: state from ``init_state`` or the previous ``step``.
+            rows: optional (B',) indices of the sequences to compute (beam search skips
+                hypotheses that ended); the others get logits 0 and no valid cache entry
+                for this token, so they must not be stepped again.
 
         Returns:
             logits (B, V) for the next token, and the new state (the input state is not
@@ -250,22 +317,34 @@ class TransformerDecoder(nn.Module):
         """
         check_shape("tokens_last", tokens_last, 1, "(B,)")
         assert state.cross_mask is not None
+        batch = tokens_last.shape[0]
+        if rows is not None:
+            tokens_last = tokens_last.index_select(0, rows)
         x = self.embed_positions(self.embed_tokens(tokens_last).unsqueeze(1), state.offset)
         x = self.dropout(x)
-        new_k, new_v = [], []
+        offset = state.offset
+        if state.cache is None:
+            first = self.layers[0].self_attn
+            like = x.new_empty(0, dtype=self._cache_dtype(x.device))
+            cache = KVCache.empty(len(self.layers), batch, first.num_heads, first.head_dim,
+                                  like, state.max_len)
+        else:
+            cache = state.cache
+        # writable position `offset`; the input state's positions before it stay untouched
+        cache = cache.advance(offset)
         for i, layer in enumerate(self.layers):
-            cache = (state.self_k[i], state.self_v[i]) if state.offset > 0 else None
-            x, (k, v) = layer(x, state.cross_k[i], state.cross_v[i], state.cross_mask, cache)
-            new_k.append(k)
-            new_v.append(v)
+            buffers = (cache.keys(i, offset + 1), cache.values(i, offset + 1))
+            x, _ = layer(x, state.cross_k[i], state.cross_v[i], state.cross_mask, buffers, rows)
         logits = self.output_projection(self.layer_norm(x)).squeeze(1)
+        if rows is not None:
+            logits = logits.new_zeros(batch, logits.shape[1]).index_copy_(0, rows, logits)
         new_state = DecoderState(
-            self_k=new_k,
-            self_v=new_v,
+            cache=cache,
             cross_k=state.cross_k,
             cross_v=state.cross_v,
             cross_mask=state.cross_mask,
-            offset=state.offset + 1,
+            offset=offset + 1,
+            max_len=state.max_len,
         )
         return logits, new_state
 
@@ -282,15 +361,4 @@ class TransformerDecoder(nn.Module):
             A new state of N' sequences.
         """
 
-        def pick(ts: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [t.index_select(0, index) for t in ts]
-
-        assert state.cross_mask is not None
-        return DecoderState(
-            self_k=pick(state.self_k),
-            self_v=pick(state.self_v),
-            cross_k=pick(state.cross_k),
-            cross_v=pick(state.cross_v),
-            cross_mask=state.cross_mask.index_select(0, index),
-            offset=state.offset,
-        )
+        return state.select(index, index)
