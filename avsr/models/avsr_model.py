@@ -245,16 +245,5 @@ class AVSRModel(nn.Module):
             )
         return out
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None,
-        video: torch.Tensor | None,
-        video_lengths: torch.Tensor | None,
-        decoder_tokens: torch.Tensor | None = None,
-        decoder_token_lengths: torch.Tensor | None = None,
-        modalities: Sequence[str] = MODALITIES,
-    ) -> dict[str, ModalityOutput]:
-        """Same as :meth:`forward_unified` (so hooks and wrappers that call the module work)."""
-        return self.forward_unified(audio, audio_lengths, video, video_lengths, decoder_tokens,
-                                    decoder_token_lengths, modalities)
+    # calling the module (hooks, DDP, torch.compile) runs the unified pass
+    forward = forward_unified

@@ -126,6 +126,33 @@ class Fusion(nn.Module):
         fill = 0.0 if missing is None else missing.to(x.dtype)
         return torch.where(absent[:, None, None], fill, x)
 
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        video: torch.Tensor | None,
+        audio_lengths: torch.Tensor | None = None,
+        video_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse: :meth:`prepare`, the subclass's :meth:`combine`, :meth:`finish`.
+
+        Args:
+            audio: (B, Ta, Da) or ``None`` (absent).
+            video: (B, Tv, Dv) or ``None`` (absent).
+            audio_lengths: (B,) valid audio frames (0: item without audio); ``None`` = all Ta.
+            video_lengths: (B,) valid video frames (0: item without video); ``None`` = all Tv.
+
+        Returns:
+            fused (B, T, D) with T = min(Ta, Tv) (or the present stream's T), zero past each
+            length, and lengths (B,) from :func:`fused_lengths`.
+        """
+        s = self.prepare(audio, video, audio_lengths, video_lengths)
+        return self.finish(self.combine(s), s)
+
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """The fusion proper: aligned, filled streams ``s`` (B, T, Da) / (B, T, Dv) ->
+        (B, T, D). Subclasses implement it."""
+        raise NotImplementedError
+
     def prepare(
         self,
         audio: torch.Tensor | None,

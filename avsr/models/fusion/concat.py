@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["ConcatFusion"]
 
@@ -46,25 +46,7 @@ class ConcatFusion(Fusion):
         self.post_extract_proj = nn.Linear(audio_dim + video_dim, output_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse.
-
-        Args:
-            audio: (B, Ta, Da) or ``None`` (absent).
-            video: (B, Tv, Dv) or ``None`` (absent).
-            audio_lengths: (B,) valid audio frames (0: item without audio); ``None`` = all Ta.
-            video_lengths: (B,) valid video frames (0: item without video); ``None`` = all Tv.
-
-        Returns:
-            fused (B, T, D) with T = min(Ta, Tv) (or the present stream's T), zero past each
-            length, and lengths (B,) from :func:`~avsr.models.fusion.base.fused_lengths`.
-        """
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         x = self.post_extract_proj(self.layer_norm(torch.cat([s.audio, s.video], dim=-1)))
-        return self.finish(self.dropout(x), s)
+        return self.dropout(x)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["CrossAttentionFusion"]
 
@@ -55,19 +55,11 @@ class CrossAttentionFusion(Fusion):
         self.post_proj = nn.Linear(2 * output_dim, output_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         a, v = self.audio_proj(s.audio), self.video_proj(s.video)  # (B, T, D)
         mask = key_padding_attn_mask(s.lengths, a.shape[1])
         a_n, v_n = self.audio_norm(a), self.video_norm(v)
         a = a + self.dropout(self.audio_to_video(a_n, v_n, attn_mask=mask))
         v = v + self.dropout(self.video_to_audio(v_n, a_n, attn_mask=mask))
-        x = self.post_proj(self.layer_norm(torch.cat([a, v], dim=-1)))
-        return self.finish(x, s)
+        return self.post_proj(self.layer_norm(torch.cat([a, v], dim=-1)))

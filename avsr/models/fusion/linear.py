@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["ModalityLinearFusion"]
 
@@ -71,15 +71,8 @@ class ModalityLinearFusion(Fusion):
         return getattr(self, {"audio": "linear_a", "video": "linear_v",
                               "audiovisual": "linear_av"}[stream])
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         only_a = (s.has_audio & ~s.has_video)[:, None, None]
         only_v = (s.has_video & ~s.has_audio)[:, None, None]
         # compute only the maps some item needs (USR's single-stream passes run one)
@@ -93,4 +86,4 @@ class ModalityLinearFusion(Fusion):
             pair = [s.video, s.audio] if self.video_first else [s.audio, s.video]
             y = self._map("audiovisual")(torch.cat(pair, dim=-1))
             x = y if x is None else torch.where(only_a | only_v, x, y)
-        return self.finish(x, s)
+        return x

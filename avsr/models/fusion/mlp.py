@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["MLPFusion"]
 
@@ -50,18 +50,11 @@ class MLPFusion(Fusion):
         self.relu = nn.ReLU()
         self.fc2 = nn.Linear(hidden_dim, output_dim)
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         pair = [s.video, s.audio] if self.video_first else [s.audio, s.video]
         h = self.fc1(torch.cat(pair, dim=-1))  # (B, T, H)
         valid = ~s.pad
         # batch norm over valid frames only: (N_valid, H)
         h = h.masked_scatter(valid.unsqueeze(-1), self.bn1(h[valid]))
-        return self.finish(self.fc2(self.relu(h)), s)
+        return self.fc2(self.relu(h))

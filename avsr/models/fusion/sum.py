@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["SumFusion"]
 
@@ -47,14 +47,7 @@ class SumFusion(Fusion):
         self.layer_norm = nn.LayerNorm(output_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         x = self.layer_norm(self.audio_proj(s.audio) + self.video_proj(s.video))
-        return self.finish(self.dropout(x), s)
+        return self.dropout(x)

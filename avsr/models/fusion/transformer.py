@@ -7,7 +7,7 @@ from torch import nn
 
 from avsr.models.attention import key_padding_attn_mask
 from avsr.models.encoder import TransformerEncoderLayer
-from avsr.models.fusion.base import Fusion
+from avsr.models.fusion.base import Fusion, FusionInputs
 from avsr.models.positional import SinusoidalPositionalEncoding
 
 __all__ = ["TransformerFusion"]
@@ -64,15 +64,8 @@ class TransformerFusion(Fusion):
         )
         self.layer_norm = nn.LayerNorm(output_dim)
 
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        video: torch.Tensor | None,
-        audio_lengths: torch.Tensor | None = None,
-        video_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse; same shapes as :class:`~avsr.models.fusion.concat.ConcatFusion`."""
-        s = self.prepare(audio, video, audio_lengths, video_lengths)
+    def combine(self, s: FusionInputs) -> torch.Tensor:
+        """(B, T, Da), (B, T, Dv) -> (B, T, D); see the class docstring."""
         frames = s.audio.shape[1]
         a = self.pos_enc(self.audio_proj(s.audio)) + self.modality_embed[0]
         v = self.pos_enc(self.video_proj(s.video)) + self.modality_embed[1]
@@ -81,5 +74,4 @@ class TransformerFusion(Fusion):
         mask = torch.cat([mask, mask], dim=-1)  # (B, 1, 1, 2T)
         for layer in self.layers:
             x = layer(x, mask)
-        x = self.layer_norm(x[:, :frames] + x[:, frames:])
-        return self.finish(x, s)
+        return self.layer_norm(x[:, :frames] + x[:, frames:])
