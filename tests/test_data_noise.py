@@ -131,3 +131,13 @@ def test_noise_augment_babble_placeholder() -> None:
     assert isinstance(NoiseAugment("white").noise, WhiteNoise)
     with pytest.raises(ValueError, match="white"):
         NoiseAugment("pink")
+
+
+def test_wrapped_slice_equals_repeat_then_slice():
+    from avsr.data.noise import _wrapped_slice
+
+    audio = torch.arange(7.0)
+    for offset in range(7):
+        for n in (0, 3, 7, 16):
+            reps = -(-(offset + n) // 7)
+            assert torch.equal(_wrapped_slice(audio, offset, n), audio.repeat(reps)[offset:offset + n])

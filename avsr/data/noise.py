@@ -210,13 +210,26 @@ class BabbleNoise:
                 candidates.pop(j)
                 continue
             offset = int(torch.randint(audio.numel(), (1,), generator=generator))
-            reps = -(-(offset + num_samples) // audio.numel())
-            seg = audio.double().repeat(reps)[offset:offset + num_samples]
+            seg = _wrapped_slice(audio, offset, num_samples).double()
             out += seg / seg.pow(2).mean().clamp_min(1e-12).sqrt()
             used += 1
         if used == 0:
             raise RuntimeError("BabbleNoise: no usable source utterance")
         return out.float()
+
+
+def _wrapped_slice(audio: Tensor, offset: int, num_samples: int) -> Tensor:
+    """``num_samples`` samples of ``audio`` repeated end to end, from ``offset`` (only the
+    samples needed are copied: babble is drawn for every training utterance)."""
+    if offset + num_samples <= audio.numel():
+        return audio[offset:offset + num_samples]
+    pieces, need, start = [], num_samples, offset
+    while need > 0:
+        piece = audio[start:start + need]
+        pieces.append(piece)
+        need -= piece.numel()
+        start = 0
+    return torch.cat(pieces)
 
 
 class NoiseAugment:
