@@ -12,6 +12,7 @@ import argparse
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     torch.set_num_threads(args.threads)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp/avsr_bench"])
+        out = Path(tempfile.gettempdir()) / "avsr_bench"
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={out}"])
     dm = hydra.utils.instantiate(cfg.data)
     tok = dm.load_tokenizer()
     with open_dict(cfg):

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +51,8 @@ MODELS = {
 def build(name: str):
     overrides, batch, frames, pixels = MODELS[name]
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp/avsr_bench"])
+        out = Path(tempfile.gettempdir()) / "avsr_bench"
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={out}"])
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model)
     task = hydra.utils.instantiate(cfg.stage, model=model)
