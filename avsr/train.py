@@ -103,6 +103,11 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     checkpoint_dir = Path(cfg.paths.checkpoint_dir)
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
+            # flush and close the (offline) run now: Lightning leaves it open, and its files
+            # are incomplete until the wandb service is told the run ended
+            lg.experiment.finish()
 
     best = None
     for cb in trainer.checkpoint_callbacks:

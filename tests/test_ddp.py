@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 2
 # Audio-only stream: the video front-end's BatchNorm takes statistics per rank unless
 # sync_batchnorm (CUDA only) is on, so a union batch would normalise differently.
+# fp32 and the transformer encoder: bf16 rounding and the conformer's BatchNorm (statistics
+# per rank, as above) would make the union-batch gradients differ for reasons DDP is not about.
 OVERRIDES = ["+experiment=synth_grid", "evaluate=false", "data.modalities=[audio]",
+             "model/encoder=transformer", "trainer.precision=32-true",
              "stage.modalities=[audio]", "model.encoder.dropout=0.0",
              "model.fusion.dropout=0.0", "model.decoder.dropout=0.0", "trainer.max_time=null", "trainer.max_steps=-1",
              f"trainer.max_epochs={EPOCHS}", "trainer.log_every_n_steps=1",
