@@ -18,6 +18,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import WandbLogger
 
 from avsr.utils.checkpoint import AtomicCheckpointIO
 from avsr.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -62,6 +63,9 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         extra_callbacks: callbacks added to those of ``cfg.callbacks`` (programmatic use).
     """
     start = time.time()
+    which = cfg.get("eval_checkpoint", "best")  # checked before, not after, a long training
+    if which not in ("best", "last"):
+        raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {which!r}")
     set_torch_threads(cfg.get("num_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -104,7 +108,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     for lg in loggers:
-        if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
+        if isinstance(lg, WandbLogger) and trainer.is_global_zero:
             # flush and close the (offline) run now: Lightning leaves it open, and its files
             # are incomplete until the wandb service is told the run ended
             lg.experiment.finish()
@@ -134,10 +138,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     # which weights the test uses: the best validated ("best") or the final ones ("last"; a
     # schedule annealed to the end of a time budget finishes after the last validation)
     chosen = best or summary["last_checkpoint"]
-    if cfg.get("eval_checkpoint", "best") == "last" and summary["last_checkpoint"]:
+    if which == "last" and summary["last_checkpoint"]:
         chosen = summary["last_checkpoint"]
-    elif cfg.get("eval_checkpoint", "best") not in ("best", "last"):
-        raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {cfg.eval_checkpoint!r}")
     summary["evaluated_checkpoint"] = chosen
     if cfg.get("test_after_fit"):  # stages with a test_step (word classification: accuracy)
         tested = trainer.test(task, datamodule=datamodule, ckpt_path=chosen)

@@ -1,6 +1,5 @@
 import torch
 from hydra import compose, initialize_config_dir
-from conftest import tiny_overrides  # noqa: F401  (shared test helpers; keeps import order)
 
 import avsr  # noqa: F401  registers the resolvers
 from avsr.utils.resolvers import cpu_precision

@@ -107,3 +107,13 @@ def test_bad_ckpt_path_is_a_clear_error(tiny_synth_root, tmp_path):
                f"ckpt_path={tmp_path}/nope.ckpt")
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         train(cfg)
+
+
+def test_bad_eval_checkpoint_fails_before_training(tmp_path):
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"),
+                               version_base="1.3"):
+        cfg = compose("train", overrides=["eval_checkpoint=newest",
+                                          f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="eval_checkpoint"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()

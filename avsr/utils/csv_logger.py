@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger
@@ -38,6 +37,5 @@ class ResumableCSVLogger(CSVLogger):
         if self._experiment is not None:
             return self._experiment
         self._fs.makedirs(self.root_dir, exist_ok=True)
-        os.makedirs(self.log_dir, exist_ok=True)
         self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
