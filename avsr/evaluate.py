@@ -77,9 +77,10 @@ def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
 
 @torch.inference_mode()
 def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio: float,
-                   limit: int | None, beam: BeamSearch | None = None, lm: Any = None
-                   ) -> dict[tuple[str, str], ErrorCounter]:
-    counters = {(m, d): ErrorCounter() for m in modalities for d in decoders}
+                   limit: int | None, beam: BeamSearch | None = None, lm: Any = None,
+                   keep_records: bool = False) -> dict[tuple[str, str], ErrorCounter]:
+    counters = {(m, d): ErrorCounter(keep_records=keep_records)
+                for m in modalities for d in decoders}
     seen = 0
     for batch in loader:
         if batch is None or not batch["ids"]:
@@ -110,6 +111,21 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
         if limit is not None and seen >= limit:
             break
     return counters
+
+
+def _write_hyps(counter: ErrorCounter, folder: Path, modality: str, condition: str,
+                decoder: str) -> Path:
+    """One tab-separated file per modality × condition × decoder: id, word edits, reference
+    words, reference, hypothesis (sorted by id, so two runs diff line by line)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{modality}_{condition.replace(' ', '').replace('+', 'p').replace('-', 'm')}"
+    path = folder / f"{name}_{decoder}.tsv"
+    lines = ["id\tedits\tref_words\tref\thyp"]
+    lines += [f"{u}\t{e}\t{n}\t{r}\t{h}" for u, e, n, r, h in sorted(counter.records)]
+    tmp = path.with_suffix(".tsv.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def _markdown(rows: list[dict[str, Any]], decoders: list[str]) -> str:
@@ -161,7 +177,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     Args:
         ckpt_path: training checkpoint (holds its config).
         eval_cfg: the ``eval`` node: ``modalities``, ``noise.{types,snrs}``, ``limit`` (max
-            utterances per condition, null = all).
+            utterances per condition, null = all), ``write_hyps`` (per-utterance hypotheses
+            in ``hyps/<modality>_<condition>_<decoder>.tsv``).
         decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``
             and, for ``beam``, the ``beam`` search node and ``lm_ckpt``.
         output_dir: where ``wer.json``, ``wer.md`` and ``wer_vs_snr.png`` go.
@@ -181,6 +198,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     decoders = list(decode_cfg.decoders)
     limit = eval_cfg.get("limit")
     beam, lm = build_beam_search(decode_cfg)
+    write_hyps = bool(eval_cfg.get("write_hyps", False))
+    hyp_files: list[Path] = []
 
     rows: list[dict[str, Any]] = []
     video_only: dict[tuple[str, str], ErrorCounter] | None = None
@@ -189,7 +208,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         # Audio noise cannot change a video-only result: decode video once, reuse its row.
         mods = [m for m in modalities if not (m == "video" and video_only is not None)]
         counters = _decode_loader(model, loader, tokenizer, mods, decoders,
-                                  float(decode_cfg.max_len_ratio), limit, beam, lm)
+                                  float(decode_cfg.max_len_ratio), limit, beam, lm,
+                                  keep_records=write_hyps)
         if "video" in modalities:
             if video_only is None:
                 video_only = {k: v for k, v in counters.items() if k[0] == "video"}
@@ -199,6 +219,10 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
             wers = {d: counters[(m, d)].wer for d in decoders if counters[(m, d)].words}
             if not wers:
                 continue
+            if write_hyps:
+                for d in wers:
+                    hyp_files.append(_write_hyps(counters[(m, d)], output_dir / "hyps",
+                                                 m, condition, d))
             rows.append({
                 "modality": m, "condition": condition, "noise": noise, "snr": snr,
                 "wer": wers,
@@ -223,6 +247,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     (output_dir / "wer.md").write_text(md + "\n")
     _plot(rows, primary, output_dir / "wer_vs_snr.png")
     result["files"] = [str(output_dir / n) for n in ("wer.json", "wer.md", "wer_vs_snr.png")]
+    result["hyp_files"] = [str(p) for p in hyp_files]
     print(f"\nWER table ({ckpt_path}):\n{md}\n")
     if skipped.get("total"):
         print(f"skipped {skipped['total']} unreadable test items: {skipped['by_problem']}")

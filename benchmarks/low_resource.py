@@ -5,6 +5,7 @@ utterances, the rest unlabelled, every pipeline with the same number of optimise
     (ii)  BRAVEn pre-training on all + fine-tuning             P + (S - P) steps
     (iii) AV-HuBERT pre-training (iteration 1) + fine-tuning   P + (S - P) steps
     (iv)  BRAVEn pre-training (the run of (ii)) + USR semi     P + (S - P) steps
+          (with --semi-warmup-steps W: P + W supervised + (S - P - W) semi)
 
 and writes the WER table (A / V / AV, clean and 0 dB babble, attention greedy and CTC greedy)
 to ``<out>/wer.md`` and ``<out>/results.json``. One training process at a time, in this
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rest = steps - pre
     if rest <= 0:
         raise ValueError("--pretrain-steps must be smaller than --steps")
+    if not 0 <= args.semi_warmup_steps < rest:
+        raise ValueError(f"--semi-warmup-steps must be in [0, {rest}): the semi stage needs "
+                         f"steps of its own")
     results: dict[str, Any] = {"args": vars(args), "pipelines": {}}
     freeze = f"callbacks.freeze_pretrained.steps={int(args.freeze_fraction * rest)}"
 
@@ -102,9 +106,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"stage.init.0.checkpoint={hub['last_checkpoint']}", freeze)
         record("(iii) AV-HuBERT + fine-tune", [hub, ft])
     if "iv" in args.only:
-        semi = _stage("iv_semi", "synth_low_semi", args, rest, True,
-                      f"stage.init.0.checkpoint={braven['last_checkpoint']}")
-        record("(iv) BRAVEn + semi (USR)", [braven, semi])
+        stages, init, semi_steps, extra = [braven], braven["last_checkpoint"], rest, []
+        name = "(iv) BRAVEn + semi (USR)"
+        if args.semi_warmup_steps:
+            # the teacher labels nothing until its decoder passes the confidence threshold:
+            # a short supervised warm-up on the labelled part gives it one, and the semi
+            # stage then starts from the whole warmed-up model (decoder and CTC head too)
+            warm = _stage("iv_warmup", "synth_low_finetune", args, args.semi_warmup_steps,
+                          False, f"stage.init.0.checkpoint={braven['last_checkpoint']}",
+                          "callbacks.freeze_pretrained.steps=0")
+            stages.append(warm)
+            init, semi_steps = warm["last_checkpoint"], rest - args.semi_warmup_steps
+            extra = ["stage.init.0.modules=[audio_frontend,video_frontend,fusion,encoder,"
+                     "decoder,ctc]"]
+            name = "(iv) BRAVEn + warm-up + semi"
+        semi = _stage("iv_semi", "synth_low_semi", args, semi_steps, True,
+                      f"stage.init.0.checkpoint={init}", *extra)
+        record(name, [*stages, semi])
     return results
 
 
@@ -137,6 +155,9 @@ def main() -> None:
     p.add_argument("--pretrain-steps", type=int, default=700)
     p.add_argument("--freeze-fraction", type=float, default=0.1,
                    help="share of fine-tuning steps with the pre-trained parts frozen")
+    p.add_argument("--semi-warmup-steps", type=int, default=0,
+                   help="(iv): supervised steps on the labelled part between pre-training and "
+                        "the semi stage (0: USR's recipe, semi straight after pre-training)")
     p.add_argument("--labelled-fraction", type=float, default=0.1)
     p.add_argument("--val-checks", type=int, default=4, help="validations per stage")
     p.add_argument("--val-batches", type=int, default=5, help="validation batches per check")

@@ -94,6 +94,18 @@ def test_train_checkpoint_resume_and_evaluate(tiny_synth_root, tmp_path):
     # video-only rows do not depend on audio noise
     video = [r for r in result["rows"] if r["modality"] == "video"]
     assert len({json.dumps(r["wer"]) for r in video}) == 1
+    # per-utterance hypotheses: one file per modality x condition x decoder, and their word
+    # edits add up to the table's WER
+    assert len(result["hyp_files"]) == 27
+    row = next(r for r in result["rows"]
+               if r["modality"] == "audio" and r["condition"] == "babble +0 dB")
+    lines = (out / "eval" / "hyps" / "audio_babblep0dB_beam.tsv").read_text().splitlines()
+    assert lines[0] == "id\tedits\tref_words\tref\thyp"
+    fields = [line.split("\t") for line in lines[1:]]
+    assert len(fields) == row["utterances"]
+    edits, words = sum(int(f[1]) for f in fields), sum(int(f[2]) for f in fields)
+    assert edits / words == pytest.approx(row["wer"]["beam"])
+    assert [f[0] for f in fields] == sorted(f[0] for f in fields)
 
 
 def test_resume_last_when_missing_starts_fresh(tiny_synth_root, tmp_path):

@@ -48,13 +48,20 @@ def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
 
 @dataclass
 class ErrorCounter:
-    """Accumulates word edits and reference words over batches."""
+    """Accumulates word edits and reference words over batches.
+
+    Attributes:
+        records: with ``keep_records``, every utterance as ``(id, edits, ref words, ref, hyp)``
+            (what evaluation writes to its per-utterance hypothesis files).
+    """
 
     edits: int = 0
     words: int = 0
     utterances: int = 0
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     max_examples: int = 5
+    keep_records: bool = False
+    records: list[tuple[str, int, int, str, str]] = field(default_factory=list)
 
     def update(self, refs: Sequence[str], hyps: Sequence[str], ids: Sequence[str] | None = None
                ) -> None:
@@ -63,8 +70,11 @@ class ErrorCounter:
             self.edits += e
             self.words += n
             self.utterances += 1
+            utt = ids[k] if ids else str(self.utterances)
             if len(self.examples) < self.max_examples:
-                self.examples.append((ids[k] if ids else str(self.utterances), r, h))
+                self.examples.append((utt, r, h))
+            if self.keep_records:
+                self.records.append((utt, e, n, r, h))
 
     @property
     def wer(self) -> float:
