@@ -40,15 +40,15 @@ def test_incremental_equals_full_forward(tie: bool) -> None:
     assert state.offset == 6 and state.self_k[0].shape == (3, 4, 6, D // 4)
 
 
+@pytest.mark.parametrize("n", [8, 30])  # 30 >= 2 V: the first layer projects per token
 @pytest.mark.parametrize("skip_rows", [False, True])
-def test_cached_steps_equal_full_forward_through_reorders(skip_rows: bool) -> None:
+def test_cached_steps_equal_full_forward_through_reorders(skip_rows: bool, n: int) -> None:
     # beam search: after every step the cache is reordered by random parents (the preallocated
     # storage is recycled between reorders); each step must equal teacher forcing on the
     # parents' prefixes; with `rows` only those hypotheses are computed (the others ended)
     decoder = _decoder()
     _, _, memory, memory_lengths = _inputs()
     g = torch.Generator().manual_seed(4)
-    n = 8
     index = torch.randint(0, 3, (n,), generator=g)
     state = decoder.reorder_state(decoder.init_state(memory, memory_lengths, max_len=5), index)
     mem, mem_lengths = memory[index], memory_lengths[index]
@@ -67,6 +67,22 @@ def test_cached_steps_equal_full_forward_through_reorders(skip_rows: bool) -> No
             prefix, mem, mem_lengths = prefix[parent], mem[parent], mem_lengths[parent]
             if skip_rows:
                 live = torch.randperm(n, generator=g)[: max(1, n - 2 * t)].sort().values
+
+
+def test_first_layer_projections_per_vocabulary_entry() -> None:
+    # many more rows than tokens: the table path must equal projecting each row
+    decoder = _decoder()
+    tokens = torch.randint(0, V, (3 * V,), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        table = decoder._first_layer_qkv(tokens, offset=3)
+        x = decoder.embed_positions(decoder.embed_tokens(tokens).unsqueeze(1), 3)
+        layer = decoder.layers[0]
+        direct = layer.self_attn.project_qkv(layer.self_attn_layer_norm(x))
+    assert table is not None
+    for a, b in zip(table, direct):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert decoder._first_layer_qkv(tokens[:V], offset=3) is None  # too few rows to pay
+    assert decoder.train()._first_layer_qkv(tokens, offset=3) is None  # dropout in training
 
 
 def test_padding_invariance() -> None:

@@ -215,8 +215,19 @@ class CTCPrefixScorer:
         # r^n_t = p_t(c) (r^n_{t-1} + φ_{t-1}); at t = 0 only the empty prefix can emit c
         first = x_c[:, :1] if state.length == 0 else neg_inf
         c_nb = torch.cat([first, x_c[:, 1:] + phi[:, :-1]], dim=1)
-        new_nb = log_affine_scan(x_c, c_nb)
+        # L + 1 tokens need L + 1 frames: both variables are -inf before frame L, so the
+        # scans start there (exactly: their inputs are -inf before it too)
+        start = min(state.length, x_c.shape[1])
+        new_nb = _scan_from(x_c, c_nb, start)
         # r^b_t = p_t(blank) (r^b_{t-1} + r^n_{t-1})
         c_b = torch.cat([neg_inf, x_blank[:, 1:] + new_nb[:, :-1]], dim=1)
-        new_b = log_affine_scan(x_blank, c_b)
+        new_b = _scan_from(x_blank, c_b, start)
         return CTCPrefixState(new_nb, new_b, prefix_score, tokens, utt, state.length + 1)
+
+
+def _scan_from(a: torch.Tensor, c: torch.Tensor, start: int) -> torch.Tensor:
+    """:func:`log_affine_scan` of the frames from ``start`` on, -inf before (where c is)."""
+    if start == 0:
+        return log_affine_scan(a, c)
+    head = c.new_full(c.shape[:-1] + (start,), float("-inf"))
+    return torch.cat([head, log_affine_scan(a[..., start:], c[..., start:])], dim=-1)

@@ -114,6 +114,7 @@ class TransformerDecoderLayer(nn.Module):
         cross_mask: torch.Tensor,
         self_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         rows: torch.Tensor | None = None,
+        self_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer on L new tokens.
 
@@ -126,12 +127,15 @@ class TransformerDecoderLayer(nn.Module):
                 at position t. ``None`` when x holds the whole prefix (teacher forcing).
             rows: with ``self_kv``, x holds only these (B',) sequences of the B in the cache
                 and the memory; the others' position t is left unwritten.
+            self_qkv: the self-attention projections of ``self_attn_layer_norm(x)``, each
+                (B', H, L, D / H), when the caller already has them.
 
         Returns:
             (B, L, D) outputs and the self-attention keys/values including the new tokens.
         """
         attn = self.self_attn
-        q, k, v = attn.project_qkv(self.self_attn_layer_norm(x))
+        q, k, v = self_qkv if self_qkv is not None else attn.project_qkv(
+            self.self_attn_layer_norm(x))
         if self_kv is not None:
             if x.shape[1] != 1:
                 raise ValueError(f"a cached step takes one token per sequence, got x of shape "
@@ -332,9 +336,11 @@ class TransformerDecoder(nn.Module):
             cache = state.cache
         # writable position `offset`; the input state's positions before it stay untouched
         cache = cache.advance(offset)
+        first_qkv = self._first_layer_qkv(tokens_last, offset)
         for i, layer in enumerate(self.layers):
             buffers = (cache.keys(i, offset + 1), cache.values(i, offset + 1))
-            x, _ = layer(x, state.cross_k[i], state.cross_v[i], state.cross_mask, buffers, rows)
+            x, _ = layer(x, state.cross_k[i], state.cross_v[i], state.cross_mask, buffers, rows,
+                         first_qkv if i == 0 else None)
         logits = self.output_projection(self.layer_norm(x)).squeeze(1)
         if rows is not None:
             logits = logits.new_zeros(batch, logits.shape[1]).index_copy_(0, rows, logits)
@@ -347,6 +353,24 @@ class TransformerDecoder(nn.Module):
             max_len=state.max_len,
         )
         return logits, new_state
+
+    def _first_layer_qkv(self, tokens: torch.Tensor, offset: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """First-layer self-attention projections of a step, computed per vocabulary entry.
+
+        The first layer's input at position ``offset`` depends on the token alone, so when the
+        step feeds many more sequences than there are tokens (beam search: N = B · W rows),
+        projecting every vocabulary entry once and gathering is cheaper than projecting every
+        row: at V = 128 and 1,280 rows it removes 3/14 of the first layer's matrix products.
+        ``None`` when it would not pay, or in training (dropout acts on the input).
+        """
+        if self.training or tokens.shape[0] < 2 * self.vocab_size:
+            return None
+        layer = self.layers[0]
+        vocab = torch.arange(self.vocab_size, device=tokens.device)
+        x = self.embed_positions(self.embed_tokens(vocab).unsqueeze(1), offset)
+        table = layer.self_attn.project_qkv(layer.self_attn_layer_norm(x))
+        return tuple(t.index_select(0, tokens) for t in table)  # type: ignore[return-value]
 
     @staticmethod
     def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
