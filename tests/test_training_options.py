@@ -122,3 +122,15 @@ def test_loggers_share_metric_names_and_accumulation_halves_updates(tiny_synth_r
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["callbacks"]["ExactResume"]["train_loader"]["position"] == 6
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 3
+
+
+def test_speed_monitor_counts_nested_batches():
+    # the semi-supervised stage's batch is {"labelled": ..., "unlabelled": ...}: both count
+    from avsr.lightning.callbacks.speed_monitor import batch_counts
+
+    lab = {"ids": ["a", "b"], "video_lengths": torch.tensor([10, 20]),
+           "audio_lengths": torch.tensor([6400, 12800])}
+    unl = {"ids": ["c"], "video_lengths": torch.tensor([5]), "audio_lengths": None}
+    assert batch_counts(lab) == (2, 30)
+    assert batch_counts({"labelled": lab, "unlabelled": unl}) == (3, 35)
+    assert batch_counts({"labelled": lab, "unlabelled": {"ids": []}}) == (2, 30)

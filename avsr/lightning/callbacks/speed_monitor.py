@@ -14,7 +14,7 @@ import torch
 
 from avsr.data.io import SAMPLES_PER_FRAME
 
-__all__ = ["SpeedMonitor", "batch_frames", "peak_memory_mb"]
+__all__ = ["SpeedMonitor", "batch_counts", "batch_frames", "peak_memory_mb"]
 
 
 def batch_frames(batch: Mapping[str, Any]) -> int:
@@ -29,6 +29,19 @@ def batch_frames(batch: Mapping[str, Any]) -> int:
     if audio is None:
         return int(video.sum())
     return int(torch.maximum(video, audio // SAMPLES_PER_FRAME).sum())
+
+
+def batch_counts(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """(utterances, real frames) of a batch; a batch of named sub-batches (the semi-supervised
+    stage's ``{"labelled": ..., "unlabelled": ...}``) counts all of them."""
+    if "ids" in batch:
+        return len(batch["ids"]), batch_frames(batch)
+    utterances = frames = 0
+    for part in batch.values():
+        if isinstance(part, Mapping):
+            u, f = batch_counts(part)
+            utterances, frames = utterances + u, frames + f
+    return utterances, frames
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -69,7 +82,7 @@ class SpeedMonitor(pl.Callback):
         if self._last is None or not isinstance(batch, Mapping):
             self._last = now
             return
-        self._steps.append((now - self._last, len(batch.get("ids", ())), batch_frames(batch)))
+        self._steps.append((now - self._last, *batch_counts(batch)))
         self._last = now
         seconds = sum(s[0] for s in self._steps)
         if seconds <= 0:
