@@ -82,8 +82,10 @@ def test_sweep_experiments_declare_their_sweep(experiment, key, values):
                                           "paths.output_dir=/tmp/x"], return_hydra_config=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweeper.params[key] == values
-    # the same CPU budget for every run, the short evaluation matrix
-    assert cfg.trainer.max_steps == 150
+    # the same CPU budget for every run (a schedule over the steps, not the clock), the short
+    # evaluation matrix
+    assert cfg.trainer.max_steps == 200
+    assert cfg.stage.scheduler.time_budget_s is None
     assert list(cfg.eval.noise.types) == ["babble"] and list(cfg.eval.noise.snrs) == [0]
     # each run in its own directory
     assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${hydra.job.num}"
