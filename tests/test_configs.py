@@ -97,3 +97,13 @@ def test_evaluate_config_composes():
         cfg = compose("evaluate", overrides=["ckpt=x.ckpt", "paths.output_dir=/tmp/x"])
     assert list(cfg.eval.modalities) == ["audio", "video", "audiovisual"]
     assert cfg.decode.decoders
+
+
+@pytest.mark.parametrize("experiment", ["synth_vsr", "synth_low_supervised", "synth_low_braven",
+                                        "synth_low_avhubert", "synth_low_finetune",
+                                        "synth_low_semi"])
+def test_step_budgeted_experiments_schedule_over_steps(experiment):
+    # compared at equal steps: synth_grid's 20-minute clock must not set their learning rates
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+experiment={experiment}", "paths.output_dir=/tmp/x"])
+    assert cfg.stage.scheduler.time_budget_s is None
