@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import NonFiniteLossGuard
+from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
 
 __all__ = ["PretrainTask"]
 
@@ -81,13 +81,21 @@ class PretrainTask(pl.LightningModule):
         return max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        distributed = world_size() > 1
         if not batch["ids"]:
-            return None
+            # every item was an unreadable file, or the sampler's shard ran short. Alone: skip
+            # the step. Under DDP the other ranks wait for this one: it takes part in the
+            # step's non-finite vote and contributes zero gradients
+            if not distributed:
+                return None
+            self.nonfinite_guard.update(any_rank(False, self.device), self.global_step)
+            return zero_gradient_loss(self)
         out = self.objective(self.model, batch)
         loss = out["loss"]
-        skip = self.nonfinite_guard.update(not bool(torch.isfinite(loss)), self.global_step)
-        if skip:
-            return None
+        nonfinite = any_rank(not bool(torch.isfinite(loss)), self.device)
+        if self.nonfinite_guard.update(nonfinite, self.global_step):
+            # every rank skips together; DDP cannot skip a step, so it takes a zero gradient
+            return zero_gradient_loss(self) if distributed else None
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, batch_size=bs,
                       on_step=True, on_epoch=False, prog_bar=False)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import NonFiniteLossGuard
+from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
 from avsr.lightning.supervised import SupervisedTask
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
@@ -187,11 +187,19 @@ class SemiSupervisedTask(pl.LightningModule):
                 for k, v in unl_parts[m].items():
                     logs[f"{k}_unlab_{m}"] = v.detach()
             total = total + self.supervised.modality_weights[m] * term
+        distributed = world_size() > 1
         if not lab_parts and not unl_parts:
-            return None
-        skip = self.nonfinite_guard.update(not bool(torch.isfinite(total)), self.global_step)
-        if skip:
-            return None
+            # both batches empty (unreadable files, or a short shard). Alone: skip the step.
+            # Under DDP the other ranks wait for this one: it takes part in the step's
+            # non-finite vote and contributes zero gradients
+            if not distributed:
+                return None
+            self.nonfinite_guard.update(any_rank(False, self.device), self.global_step)
+            return zero_gradient_loss(self)
+        nonfinite = any_rank(not bool(torch.isfinite(total)), self.device)
+        if self.nonfinite_guard.update(nonfinite, self.global_step):
+            # every rank skips together; DDP cannot skip a step, so it takes a zero gradient
+            return zero_gradient_loss(self) if distributed else None
         logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False,
                       batch_size=max(1, len(unlabelled["ids"])))

@@ -22,7 +22,8 @@ import torch.distributed as dist
 from torch import nn
 
 from avsr.decoding.greedy import ctc_greedy
-from avsr.lightning.guards import NonFiniteLossGuard, sum_across_ranks, world_size
+from avsr.lightning.guards import (NonFiniteLossGuard, sum_across_ranks, world_size,
+                                   zero_gradient_loss)
 from avsr.metrics.wer import ErrorCounter
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
@@ -158,9 +159,8 @@ class SupervisedTask(pl.LightningModule):
             if not distributed:
                 return None
             _, skip = self._global_scales({}, False)
-            if self.nonfinite_guard.update(skip, self.global_step):
-                return None
-            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            self.nonfinite_guard.update(skip, self.global_step)
+            return zero_gradient_loss(self)  # skipped or not, DDP needs this rank's part
         parts, _ = self._stream_losses(batch)
         loss, logs = self._combine(parts)
         nonfinite = not bool(torch.isfinite(loss))
@@ -171,7 +171,9 @@ class SupervisedTask(pl.LightningModule):
         self.log("train/nonfinite_skipped", float(self.nonfinite_guard.total), on_step=True,
                  on_epoch=False)
         if skip:
-            return None  # no backward, no optimiser step (on every rank: the flag is global)
+            # every rank skips together (the flag is global): alone, no backward and no
+            # optimiser step; Lightning's DDP cannot skip a step, so there a zero gradient
+            return zero_gradient_loss(self) if distributed else None
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs,
                       prog_bar=False, on_step=True, on_epoch=False)
