@@ -2,7 +2,9 @@
 
 The frame-budget sampler can hand a rank an empty batch (a tiny shard, or every item of it an
 unreadable file). Under DDP the other rank then waits for this one's gradients, so a rank with
-nothing to learn must still take part in the step. Run as a script, this file is the worker.
+nothing to learn must still take part in the step. Plain ``strategy=ddp``: pre-training leaves
+the decoder and CTC head out of the loss, so they must not ask for gradients either. Run as a
+script, this file is the worker.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _worker(root: str, out: str) -> None:
             f"trainer.max_steps={STEPS}", "trainer.max_epochs=100",
             "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1000",
             "callbacks.periodic_checkpoint=null", "trainer.accelerator=cpu",
-            "trainer.devices=2", "trainer.strategy=ddp_find_unused_parameters_true",
+            "trainer.devices=2", "trainer.strategy=ddp",
             "num_threads=1", *tiny_overrides(Path(root), out_dir)])
     train(cfg, extra_callbacks=[_EmptyOnRankOne(out_dir)])
 

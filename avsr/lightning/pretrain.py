@@ -59,6 +59,12 @@ class PretrainTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         apply_init(model, init)
+        # the objectives read the encoder side only: the decoder and CTC head would get no
+        # gradient, which DDP rejects unless it searches every step for unused parameters
+        for name in ("decoder", "ctc"):
+            part = getattr(model, name, None)
+            if isinstance(part, nn.Module):
+                part.requires_grad_(False)
         self.model = model
         self.objective = objective
         self.modalities = tuple(getattr(objective, "modalities", ()))
