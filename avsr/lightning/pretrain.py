@@ -20,6 +20,7 @@ from torch import nn
 
 from avsr.lightning.finetune import apply_init
 from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
+from avsr.lightning.optim import configure_step_optimizer, total_steps
 
 __all__ = ["PretrainTask"]
 
@@ -82,10 +83,6 @@ class PretrainTask(pl.LightningModule):
             self.objective.bind(self.model)
             self._bound = True
 
-    def _total_steps(self) -> int:
-        trainer = self._trainer
-        return max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1
-
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
         distributed = world_size() > 1
         if not batch["ids"]:
@@ -113,7 +110,7 @@ class PretrainTask(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # after the optimiser step of this batch: global_step already counts it
         momentum = self.objective.update_teacher(self.model, self.global_step,
-                                                 self._total_steps())
+                                                 total_steps(self))
         if momentum is not None:
             self.log("train/ema_momentum", float(momentum), on_step=True, on_epoch=False)
 
@@ -135,10 +132,4 @@ class PretrainTask(pl.LightningModule):
             self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params=params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=self._total_steps())
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return configure_step_optimizer(self, self.optimizer_factory, self.scheduler_factory)

@@ -24,6 +24,7 @@ from torch import nn
 
 from avsr.lightning.finetune import apply_init
 from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
+from avsr.lightning.optim import configure_step_optimizer, total_steps
 from avsr.lightning.supervised import SupervisedTask
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
@@ -208,8 +209,7 @@ class SemiSupervisedTask(pl.LightningModule):
         return total
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        momentum = cosine_momentum(self.global_step, total, *self.momentum_range)
+        momentum = cosine_momentum(self.global_step, total_steps(self), *self.momentum_range)
         assert self.teacher is not None
         self.teacher.update(self.model, momentum)
         self.log("train/ema_momentum", momentum, on_step=True, on_epoch=False)
@@ -237,11 +237,5 @@ class SemiSupervisedTask(pl.LightningModule):
             self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
 
     def configure_optimizers(self):
-        optimizer = self.supervised.optimizer_factory(
-            params=[p for p in self.parameters() if p.requires_grad])
-        if self.supervised.scheduler_factory is None:
-            return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = self.supervised.scheduler_factory(optimizer, total_steps=total)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return configure_step_optimizer(self, self.supervised.optimizer_factory,
+                                        self.supervised.scheduler_factory)

@@ -24,6 +24,7 @@ from torch import nn
 from avsr.decoding.greedy import ctc_greedy
 from avsr.lightning.guards import (NonFiniteLossGuard, sum_across_ranks, world_size,
                                    zero_gradient_loss)
+from avsr.lightning.optim import configure_step_optimizer
 from avsr.metrics.wer import ErrorCounter
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
@@ -230,10 +231,4 @@ class SupervisedTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=max(1, total))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return configure_step_optimizer(self, self.optimizer_factory, self.scheduler_factory)

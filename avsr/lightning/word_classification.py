@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from avsr.lightning.optim import configure_step_optimizer
 from avsr.models.word_backend import BoundaryEmbedding
 
 __all__ = ["WordClassificationTask"]
@@ -220,11 +221,4 @@ class WordClassificationTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params=params)
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=max(1, total))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return configure_step_optimizer(self, self.optimizer_factory, self.scheduler_factory)
