@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["NonFiniteLossError", "NonFiniteLossGuard", "any_rank", "sum_across_ranks",
-           "world_size", "zero_gradient_loss"]
+__all__ = ["GuardedCheckpoint", "NonFiniteLossError", "NonFiniteLossGuard", "any_rank",
+           "skipped_step", "sum_across_ranks", "world_size", "zero_gradient_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,23 @@ class NonFiniteLossGuard:
                 "from the last checkpoint with ckpt_path=last once fixed.")
         return True
 
+    def vote(self, loss: torch.Tensor, step: int) -> bool:
+        """:meth:`update` with this step's flag reduced over ranks (one all-reduce under DDP),
+        so every rank skips the same steps."""
+        return self.update(any_rank(not bool(torch.isfinite(loss)), loss.device), step)
+
+    def empty_batch(self, module: nn.Module, step: int) -> torch.Tensor | None:
+        """What ``training_step`` returns for a batch with no items (every item an unreadable
+        file, or the sampler's shard ran short): alone, None (the step is skipped); under DDP
+        the other ranks wait for this one, so it takes part in the step's vote and contributes
+        zero gradients."""
+        if world_size() == 1:
+            return None
+        params = next(module.parameters(), None)
+        device = params.device if params is not None else torch.device("cpu")
+        self.update(any_rank(False, device), step)
+        return zero_gradient_loss(module)
+
     def state_dict(self) -> dict[str, Any]:
         return {"consecutive": self.consecutive, "total": self.total}
 
@@ -97,3 +114,24 @@ def zero_gradient_loss(module: nn.Module) -> torch.Tensor:
     params = [p for p in module.parameters() if p.requires_grad]
     start = params[0].new_zeros(()) if params else torch.zeros(())
     return sum((p.sum() for p in params), start) * 0.0
+
+
+def skipped_step(module: nn.Module) -> torch.Tensor | None:
+    """What ``training_step`` returns for a step every rank skips: None alone; a zero gradient
+    under DDP, which cannot skip a step."""
+    return zero_gradient_loss(module) if world_size() > 1 else None
+
+
+class GuardedCheckpoint:
+    """LightningModule mixin (listed before ``pl.LightningModule``): checkpoints carry
+    ``self.nonfinite_guard``'s counts, so a resumed run stops after the same number of
+    consecutive non-finite steps as an uninterrupted one."""
+
+    nonfinite_guard: NonFiniteLossGuard
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "nonfinite_guard" in checkpoint:
+            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])

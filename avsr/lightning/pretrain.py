@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
+from avsr.lightning.guards import GuardedCheckpoint, NonFiniteLossGuard, skipped_step
 from avsr.lightning.optim import configure_step_optimizer, total_steps
 
 __all__ = ["PretrainTask"]
 
 
-class PretrainTask(pl.LightningModule):
+class PretrainTask(GuardedCheckpoint, pl.LightningModule):
     """Pre-trains the encoder side of an injected model with a self-supervised objective.
 
     Args:
@@ -84,21 +84,12 @@ class PretrainTask(pl.LightningModule):
             self._bound = True
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
-        distributed = world_size() > 1
         if not batch["ids"]:
-            # every item was an unreadable file, or the sampler's shard ran short. Alone: skip
-            # the step. Under DDP the other ranks wait for this one: it takes part in the
-            # step's non-finite vote and contributes zero gradients
-            if not distributed:
-                return None
-            self.nonfinite_guard.update(any_rank(False, self.device), self.global_step)
-            return zero_gradient_loss(self)
+            return self.nonfinite_guard.empty_batch(self, self.global_step)
         out = self.objective(self.model, batch)
         loss = out["loss"]
-        nonfinite = any_rank(not bool(torch.isfinite(loss)), self.device)
-        if self.nonfinite_guard.update(nonfinite, self.global_step):
-            # every rank skips together; DDP cannot skip a step, so it takes a zero gradient
-            return zero_gradient_loss(self) if distributed else None
+        if self.nonfinite_guard.vote(loss, self.global_step):
+            return skipped_step(self)
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, batch_size=bs,
                       on_step=True, on_epoch=False, prog_bar=False)
@@ -123,13 +114,6 @@ class PretrainTask(pl.LightningModule):
         out = self.objective(self.model, batch, generator=self._val_generator)
         self.log_dict({f"val/{k}": v.detach() for k, v in out.items()},
                       batch_size=len(batch["ids"]), on_step=False, on_epoch=True, sync_dist=True)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "nonfinite_guard" in checkpoint:
-            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
 
     def configure_optimizers(self):
         return configure_step_optimizer(self, self.optimizer_factory, self.scheduler_factory)

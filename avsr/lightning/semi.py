@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import NonFiniteLossGuard, any_rank, world_size, zero_gradient_loss
+from avsr.lightning.guards import GuardedCheckpoint, NonFiniteLossGuard, skipped_step
 from avsr.lightning.optim import configure_step_optimizer, total_steps
 from avsr.lightning.supervised import SupervisedTask
 from avsr.models.ema import EMATeacher, cosine_momentum
@@ -38,7 +38,7 @@ __all__ = ["SemiSupervisedTask"]
 _ALL = ("audio", "video", "audiovisual")
 
 
-class SemiSupervisedTask(pl.LightningModule):
+class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
     """USR semi-supervised training of an injected model.
 
     Args:
@@ -188,19 +188,10 @@ class SemiSupervisedTask(pl.LightningModule):
                 for k, v in unl_parts[m].items():
                     logs[f"{k}_unlab_{m}"] = v.detach()
             total = total + self.supervised.modality_weights[m] * term
-        distributed = world_size() > 1
-        if not lab_parts and not unl_parts:
-            # both batches empty (unreadable files, or a short shard). Alone: skip the step.
-            # Under DDP the other ranks wait for this one: it takes part in the step's
-            # non-finite vote and contributes zero gradients
-            if not distributed:
-                return None
-            self.nonfinite_guard.update(any_rank(False, self.device), self.global_step)
-            return zero_gradient_loss(self)
-        nonfinite = any_rank(not bool(torch.isfinite(total)), self.device)
-        if self.nonfinite_guard.update(nonfinite, self.global_step):
-            # every rank skips together; DDP cannot skip a step, so it takes a zero gradient
-            return zero_gradient_loss(self) if distributed else None
+        if not lab_parts and not unl_parts:  # both batches empty
+            return self.nonfinite_guard.empty_batch(self, self.global_step)
+        if self.nonfinite_guard.vote(total, self.global_step):
+            return skipped_step(self)
         logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False,
                       batch_size=max(1, len(unlabelled["ids"])))
@@ -228,14 +219,7 @@ class SemiSupervisedTask(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.supervised._device = self.device
 
-    # ------------------------------------------------------------------ checkpoints, optimiser
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "nonfinite_guard" in checkpoint:
-            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
-
+    # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         return configure_step_optimizer(self, self.supervised.optimizer_factory,
                                         self.supervised.scheduler_factory)

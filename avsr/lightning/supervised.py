@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch import nn
 
 from avsr.decoding.greedy import ctc_greedy
-from avsr.lightning.guards import (NonFiniteLossGuard, sum_across_ranks, world_size,
-                                   zero_gradient_loss)
+from avsr.lightning.guards import (GuardedCheckpoint, NonFiniteLossGuard, skipped_step,
+                                   sum_across_ranks, world_size, zero_gradient_loss)
 from avsr.lightning.optim import configure_step_optimizer
 from avsr.metrics.wer import ErrorCounter
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
@@ -33,7 +33,7 @@ __all__ = ["SupervisedTask"]
 _ALL = ("audio", "video", "audiovisual")
 
 
-class SupervisedTask(pl.LightningModule):
+class SupervisedTask(GuardedCheckpoint, pl.LightningModule):
     """Trains an injected :class:`~avsr.models.avsr_model.AVSRModel` with the hybrid loss.
 
     Args:
@@ -172,9 +172,7 @@ class SupervisedTask(pl.LightningModule):
         self.log("train/nonfinite_skipped", float(self.nonfinite_guard.total), on_step=True,
                  on_epoch=False)
         if skip:
-            # every rank skips together (the flag is global): alone, no backward and no
-            # optimiser step; Lightning's DDP cannot skip a step, so there a zero gradient
-            return zero_gradient_loss(self) if distributed else None
+            return skipped_step(self)  # every rank skips together: the flag is global
         bs = len(batch["ids"])
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs,
                       prog_bar=False, on_step=True, on_epoch=False)
@@ -220,14 +218,6 @@ class SupervisedTask(pl.LightningModule):
                 self.log(f"val/wer_{m}", w, prog_bar=True, sync_dist=False)
         if wers:
             self.log("val/wer", sum(wers) / len(wers), prog_bar=True, sync_dist=False)
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "nonfinite_guard" in checkpoint:
-            self.nonfinite_guard.load_state_dict(checkpoint["nonfinite_guard"])
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
