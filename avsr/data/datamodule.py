@@ -161,6 +161,9 @@ class AVDataModule(pl.LightningDataModule):
         unlabelled_max_frames: frame budget of the unlabelled sampler (default ``max_frames``).
     """
 
+    # the item type; a subclass over another corpus (LRW words) swaps it
+    dataset_class: type[AVDataset] = AVDataset
+
     def __init__(
         self,
         *,
@@ -296,7 +299,7 @@ class AVDataModule(pl.LightningDataModule):
 
     def _dataset(self, role: str, noise: Any | None = None) -> AVDataset:
         train = role == "train"
-        dataset = AVDataset(
+        dataset = self.dataset_class(
             self._utterances(role),
             self.tokenizer,
             self.video_transforms[train],

@@ -238,6 +238,8 @@ class WordDataModule(AVDataModule):
         **kwargs: :class:`~avsr.data.datamodule.AVDataModule` arguments.
     """
 
+    dataset_class = WordDataset
+
     def __init__(self, *, corpus: Any, tokenizer_path: str | Path | None = None,
                  vocab_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(corpus=corpus, tokenizer_path=tokenizer_path or "", vocab_size=0,
@@ -265,21 +267,9 @@ class WordDataModule(AVDataModule):
             self.tokenizer = vocab
         return self.tokenizer
 
-    def _dataset(self, role: str, noise: Any | None = None) -> WordDataset:
-        train = role == "train"
-        dataset = WordDataset(
-            self.corpus.utterances(self.splits[role]),
-            self.tokenizer,
-            self.video_transforms[train],
-            self.audio_transforms[train],
-            modalities=self.modalities,
-            noise=self.noise if train else noise,
-            max_bad_fraction=self.max_bad_fraction,
-            cache=self.cache,
-        )
-        if self.cache and self.num_workers > 0:
-            dataset.preload()
-        return dataset
+    def _utterances(self, role: str) -> list[Utterance]:
+        # word corpora have no labelled / unlabelled split
+        return self.corpus.utterances(self.splits[role])
 
 
 def clip_window(centre_s: float, num_frames: int = LRW_FRAMES) -> int:
