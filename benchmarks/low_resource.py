@@ -117,8 +117,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "callbacks.freeze_pretrained.steps=0")
             stages.append(warm)
             init, semi_steps = warm["last_checkpoint"], rest - args.semi_warmup_steps
+            # pseudo-label heads start as copies of the warmed-up output layers, so the
+            # unlabelled loss does not first pass random-head gradients into the encoder
             extra = ["stage.init.0.modules=[audio_frontend,video_frontend,fusion,encoder,"
-                     "decoder,ctc]"]
+                     "decoder,ctc]", "stage.heads_from_model=true"]
             name = "(iv) BRAVEn + warm-up + semi"
         semi = _stage("iv_semi", "synth_low_semi", args, semi_steps, True,
                       f"stage.init.0.checkpoint={init}", *extra)

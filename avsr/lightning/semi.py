@@ -38,6 +38,18 @@ __all__ = ["SemiSupervisedTask"]
 _ALL = ("audio", "video", "audiovisual")
 
 
+def _copy_linear(head: nn.Linear, source: nn.Linear) -> None:
+    """Copy ``source``'s weight (and bias; zero when it has none, e.g. tied embeddings)."""
+    if head.weight.shape != source.weight.shape:
+        raise ValueError(f"pseudo-label head {tuple(head.weight.shape)} cannot start from an "
+                         f"output layer of shape {tuple(source.weight.shape)}")
+    head.weight.copy_(source.weight)
+    if source.bias is not None:
+        head.bias.copy_(source.bias)
+    else:
+        head.bias.zero_()
+
+
 class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
     """USR semi-supervised training of an injected model.
 
@@ -56,6 +68,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
             input (video frames and the same audio samples).
         init: sources loaded into the model before the teacher is copied
             (:func:`~avsr.lightning.finetune.apply_init`): the pre-trained encoder side.
+        heads_from_model: start each per-modality pseudo-label head as a copy of the model's
+            own output layer (CTC ``ctc_lo``, decoder ``output_projection``) instead of at
+            random. USR starts them at random because its decoder starts fresh; after a
+            supervised warm-up the copies already read the trained states, so the pseudo-label
+            loss does not first push random-head gradients into the encoder.
         tokenizer: for validation WER.
         max_nonfinite_steps: consecutive NaN/inf steps that stop the run.
     """
@@ -77,6 +94,7 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         student_mask_prob: float = 0.0,
         student_mask_span: int = 5,
         init: Sequence[Mapping[str, Any]] | None = None,
+        heads_from_model: bool = False,
         tokenizer: Any = None,
         max_nonfinite_steps: int = 10,
     ) -> None:
@@ -99,6 +117,7 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         self.max_len_ratio = max_len_ratio
         self.momentum_range = (momentum_start, momentum_end)
         self.student_mask = (student_mask_prob, student_mask_span)
+        self.heads_from_model = heads_from_model
         self.teacher: EMATeacher | None = None
         self.nonfinite_guard = NonFiniteLossGuard(max_nonfinite_steps)
 
@@ -117,6 +136,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
                                         for m in self.modalities})
         self.att_heads = nn.ModuleDict({m: nn.Linear(model.decoder.d_model, vocab)
                                         for m in self.modalities})
+        if self.heads_from_model:
+            with torch.no_grad():
+                for m in self.modalities:
+                    _copy_linear(self.ctc_heads[m], model.ctc.ctc_lo)
+                    _copy_linear(self.att_heads[m], model.decoder.output_projection)
 
     # ------------------------------------------------------------------ pseudo-labels
     @torch.no_grad()

@@ -1,0 +1,51 @@
+"""Pseudo-label heads of the semi-supervised stage: fresh (USR) or copies of the model's own
+output layers (after a supervised warm-up)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from avsr.lightning.semi import SemiSupervisedTask
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.ctc import CTCHead
+from avsr.models.decoder import TransformerDecoder
+from avsr.models.encoder import TransformerEncoder
+from avsr.models.frontends.filterbank import FilterbankFrontend
+from avsr.models.frontends.video_resnet import VideoResNet
+from avsr.models.fusion import ConcatFusion
+from avsr.objectives.hybrid import HybridCTCAttentionLoss
+
+
+def _task(heads_from_model: bool, tie: bool = False) -> SemiSupervisedTask:
+    torch.manual_seed(0)
+    model = AVSRModel(FilterbankFrontend(output_dim=8),
+                      VideoResNet(widths=[4, 4, 8, 8], stem_channels=4),
+                      ConcatFusion(audio_dim=8, video_dim=8, output_dim=16),
+                      TransformerEncoder(16, 2, 2, 32),
+                      TransformerDecoder(10, 16, 1, 2, 32, tie_embeddings=tie), CTCHead(16, 10))
+    task = SemiSupervisedTask(model=model, loss=HybridCTCAttentionLoss(ctc_weight=0.3),
+                              optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+                              heads_from_model=heads_from_model)
+    task.configure_model()
+    return task
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_heads_start_as_the_models_output_layers(tie):
+    task = _task(True, tie)
+    x = torch.randn(2, 5, 16)
+    dec = task.model.decoder.output_projection
+    for m in ("audio", "video", "audiovisual"):
+        torch.testing.assert_close(task.ctc_heads[m](x), task.model.ctc.ctc_lo(x))
+        torch.testing.assert_close(task.att_heads[m](x), dec(x))
+        # copies, not shared parameters: the heads train apart from the labelled outputs
+        assert task.att_heads[m].weight.data_ptr() != dec.weight.data_ptr()
+
+
+def test_heads_start_fresh_by_default():
+    task = _task(False)
+    x = torch.randn(2, 5, 16)
+    assert not torch.allclose(task.ctc_heads["video"](x), task.model.ctc.ctc_lo(x))
