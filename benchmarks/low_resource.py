@@ -5,7 +5,8 @@ utterances, the rest unlabelled, every pipeline with the same number of optimise
     (ii)  BRAVEn pre-training on all + fine-tuning             P + (S - P) steps
     (iii) AV-HuBERT pre-training (iteration 1) + fine-tuning   P + (S - P) steps
     (iv)  BRAVEn pre-training (the run of (ii)) + USR semi     P + (S - P) steps
-          (with --semi-warmup-steps W: P + W supervised + (S - P - W) semi)
+          (with --semi-warmup-steps W the semi stage trains on the labelled batch alone for
+          its first W steps, while its EMA teacher follows, and the pseudo-labels count after)
 
 and writes the WER table (A / V / AV, clean and 0 dB babble, attention greedy and CTC greedy)
 to ``<out>/wer.md`` and ``<out>/results.json``. One training process at a time, in this
@@ -14,6 +15,10 @@ semi-supervised step also runs the teacher and two batches, so it costs more per
 
     OMP_NUM_THREADS=1 python benchmarks/low_resource.py --steps 1400 --pretrain-steps 700
     python benchmarks/low_resource.py --steps 120 --pretrain-steps 60 --eval-limit 60  # quick
+
+Pipelines can run as separate processes (``--only i --out R/i``, ``--only iv --out R/iv``, ...,
+one per core with ``OMP_NUM_THREADS=1 ... num_threads=1``); ``--merge R/i R/iv ... --out R``
+then writes the one table from their ``results.json`` files.
 """
 
 from __future__ import annotations
@@ -55,10 +60,21 @@ def _common(args: argparse.Namespace, out: Path, steps: int, evaluate: bool) -> 
 def _stage(name: str, experiment: str, args: argparse.Namespace, steps: int, evaluate: bool,
            *extra: str) -> dict[str, Any]:
     out = Path(args.out) / name
+    done = out / "summary.json"
+    if args.reuse and done.is_file():
+        # a finished stage of an earlier invocation (same --out): pipelines sharing a
+        # pre-training, or a benchmark resumed after a crash, do not train it again
+        summary = json.loads(done.read_text())
+        ckpt = summary.get("last_checkpoint")
+        if summary.get("global_step") == steps and (ckpt is None or Path(ckpt).is_file()):
+            summary.setdefault("stage_wall_s", summary.get("train_wall_s", 0.0))
+            print(f"[{name}] reused: {done}", flush=True)
+            return summary
     t = time.time()
     summary = train(_cfg([f"+experiment={experiment}", *_common(args, out, steps, evaluate),
                           *extra]))
     summary["stage_wall_s"] = round(time.time() - t, 1)
+    done.write_text(json.dumps(summary, indent=2, default=str))
     print(f"[{name}] {steps} steps in {summary['stage_wall_s']} s -> "
           f"{summary.get('eval', summary.get('last_checkpoint'))}", flush=True)
     return summary
@@ -106,25 +122,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"stage.init.0.checkpoint={hub['last_checkpoint']}", freeze)
         record("(iii) AV-HuBERT + fine-tune", [hub, ft])
     if "iv" in args.only:
-        stages, init, semi_steps, extra = [braven], braven["last_checkpoint"], rest, []
-        name = "(iv) BRAVEn + semi (USR)"
+        extra, name = [], "(iv) BRAVEn + semi (USR)"
         if args.semi_warmup_steps:
-            # the teacher labels nothing until its decoder passes the confidence threshold:
-            # a short supervised warm-up on the labelled part gives it one, and the semi
-            # stage then starts from the whole warmed-up model (decoder and CTC head too)
-            warm = _stage("iv_warmup", "synth_low_finetune", args, args.semi_warmup_steps,
-                          False, f"stage.init.0.checkpoint={braven['last_checkpoint']}",
-                          "callbacks.freeze_pretrained.steps=0")
-            stages.append(warm)
-            init, semi_steps = warm["last_checkpoint"], rest - args.semi_warmup_steps
-            # pseudo-label heads start as copies of the warmed-up output layers, so the
-            # unlabelled loss does not first pass random-head gradients into the encoder
-            extra = ["stage.init.0.modules=[audio_frontend,video_frontend,fusion,encoder,"
-                     "decoder,ctc]", "stage.heads_from_model=true"]
-            name = "(iv) BRAVEn + warm-up + semi"
-        semi = _stage("iv_semi", "synth_low_semi", args, semi_steps, True,
-                      f"stage.init.0.checkpoint={init}", *extra)
-        record(name, [*stages, semi])
+            # a random decoder's confident labels are wrong and the student learns them: the
+            # teacher first follows a student trained on the labelled batch alone, and the
+            # pseudo-label heads start as copies of the output layers trained by then (one
+            # learning-rate schedule over the whole stage)
+            extra = [f"stage.unlabelled_start_step={args.semi_warmup_steps}",
+                     f"stage.unlabelled_rampup_steps={args.semi_rampup_steps}",
+                     "stage.heads_from_model=true"]
+            name = "(iv) BRAVEn + semi (labelled warm-up)"
+        semi = _stage("iv_semi", "synth_low_semi", args, rest, True,
+                      f"stage.init.0.checkpoint={braven['last_checkpoint']}", *extra)
+        record(name, [braven, semi])
     return results
 
 
@@ -151,6 +161,29 @@ def table(results: dict[str, Any]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def merge(dirs: list[str], out: str) -> dict[str, Any]:
+    """Join the ``results.json`` of separately run pipelines into ``<out>/wer.md`` + json."""
+    results: dict[str, Any] = {"args": [], "pipelines": {}}
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no results.json (did that pipeline finish?)")
+        part = json.loads(path.read_text())
+        clash = set(part["pipelines"]) & set(results["pipelines"])
+        if clash:
+            raise ValueError(f"{path}: pipelines {sorted(clash)} already merged from another "
+                             f"directory")
+        results["args"].append(part["args"])
+        results["pipelines"].update(part["pipelines"])
+    order = {k: i for i, k in enumerate(("(i)", "(ii)", "(iii)", "(iv)"))}
+    results["pipelines"] = dict(sorted(results["pipelines"].items(),
+                                       key=lambda kv: order.get(kv[0].split()[0], 9)))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "results.json").write_text(json.dumps(results, indent=2))
+    (Path(out) / "wer.md").write_text(table(results))
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=1400, help="optimiser steps per pipeline")
@@ -158,8 +191,13 @@ def main() -> None:
     p.add_argument("--freeze-fraction", type=float, default=0.1,
                    help="share of fine-tuning steps with the pre-trained parts frozen")
     p.add_argument("--semi-warmup-steps", type=int, default=0,
-                   help="(iv): supervised steps on the labelled part between pre-training and "
-                        "the semi stage (0: USR's recipe, semi straight after pre-training)")
+                   help="(iv): semi-stage steps on the labelled batch alone before the "
+                        "pseudo-labels count (0: USR's recipe, pseudo-labels from the start)")
+    p.add_argument("--semi-rampup-steps", type=int, default=0,
+                   help="(iv): steps over which the pseudo-label weight then rises linearly")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse stages already finished in --out (their summary.json) instead "
+                        "of training them again")
     p.add_argument("--labelled-fraction", type=float, default=0.1)
     p.add_argument("--val-checks", type=int, default=4, help="validations per stage")
     p.add_argument("--val-batches", type=int, default=5, help="validation batches per check")
@@ -168,9 +206,11 @@ def main() -> None:
     p.add_argument("--data-root", default=None, help="corpus root (default: synth_grid's)")
     p.add_argument("--only", nargs="+", default=["i", "ii", "iii", "iv"])
     p.add_argument("--out", default="benchmarks/results/low_resource")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="only join these runs' results.json into --out (no training)")
     p.add_argument("override", nargs="*", help="extra Hydra overrides for every stage")
     args = p.parse_args()
-    results = run(args)
+    results = merge(args.merge, args.out) if args.merge else run(args)
     print(table(results))
 
 

@@ -49,3 +49,14 @@ def test_heads_start_fresh_by_default():
     task = _task(False)
     x = torch.randn(2, 5, 16)
     assert not torch.allclose(task.ctc_heads["video"](x), task.model.ctc.ctc_lo(x))
+
+
+def test_unlabelled_weight_starts_then_ramps():
+    task = _task(False)
+    task.unlabelled_start_step, task.unlabelled_rampup_steps = 3, 4
+    assert [task.unlabelled_scale(s) for s in range(9)] == [0, 0, 0, .25, .5, .75, 1, 1, 1]
+    task.unlabelled_rampup_steps = 0
+    assert [task.unlabelled_scale(s) for s in (2, 3)] == [0, 1]
+    with pytest.raises(ValueError, match="unlabelled_start_step"):
+        SemiSupervisedTask(model=task.model, loss=task.loss, optimizer=torch.optim.AdamW,
+                           unlabelled_start_step=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from avsr.decoding.greedy import attention_greedy
@@ -51,3 +52,10 @@ def test_masked_cross_entropy_ignores_masked_positions():
     ref = torch.nn.functional.cross_entropy(logits[targets != IGNORE], targets[targets != IGNORE])
     torch.testing.assert_close(masked_cross_entropy(logits, targets), ref)
     assert masked_cross_entropy(logits, torch.full((2, 3), IGNORE)) == 0
+    # per utterance (the labelled hybrid loss's scale): the 3 kept positions' sum over B = 2
+    torch.testing.assert_close(masked_cross_entropy(logits, targets, normalize="batch"),
+                               ref * 3 / 2)
+    with pytest.raises(ValueError, match="normalize"):
+        masked_cross_entropy(logits, targets, normalize="frames")
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        masked_cross_entropy(logits, targets[:, :2])

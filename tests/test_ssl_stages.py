@@ -139,3 +139,37 @@ def test_semi_resumes_from_pretraining(braven_run, tiny_synth_root, tmp_path):
     assert any(k.startswith("teacher.model.decoder.") for k in state)  # whole-model teacher
     assert not any(k.startswith("supervised.") for k in state)  # weights stored once
     assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]  # both samplers' states
+
+
+class _HeadsProbe(pl.Callback):
+    """Per step: were the pseudo-labels decoded, and did the heads equal the output layers
+    just before the update?"""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, tuple[bool, bool]] = {}
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        same = torch.equal(pl_module.att_heads["video"].weight,
+                           pl_module.model.decoder.output_projection.weight)
+        self.steps[trainer.global_step] = (same, False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step - 1
+        same, _ = self.steps[step]
+        self.steps[step] = (same, "train/pseudo_att_kept" in trainer.logged_metrics)
+
+
+@pytest.mark.slow
+def test_semi_labelled_warmup_then_pseudo_labels_with_copied_heads(
+        braven_run, tiny_synth_root, tmp_path):
+    path, _ = braven_run
+    probe = _HeadsProbe()
+    summary = train(_cfg(tiny_synth_root, tmp_path, "+experiment=synth_low_semi",
+                         f"stage.init.0.checkpoint={path}", "trainer.max_steps=3",
+                         "stage.unlabelled_start_step=1", "stage.heads_from_model=true"),
+                    extra_callbacks=[probe])
+    assert summary["global_step"] == 3
+    # step 0: labelled only, random heads; step 1: heads copied, teacher labels decoded
+    assert probe.steps[0] == (False, False)
+    assert probe.steps[1] == (True, True)
+    assert probe.steps[2][1] and not probe.steps[2][0]  # the heads then train on their own

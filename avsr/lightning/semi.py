@@ -11,6 +11,13 @@ its own sampler) gives the ordinary hybrid loss, computed by a composed
 :class:`~avsr.lightning.supervised.SupervisedTask` that also runs validation. The loss is
 ``Σ_m w_m [γ_m · L_unlab,m + (1 − γ_m) · L_lab,m]``; after the step the teacher follows the
 student with momentum rising from 0.999 to 1 on a cosine schedule.
+
+Both losses are on ESPnet's scale (summed per utterance, averaged over the batch), so that γ
+weighs like against like. With ``unlabelled_start_step`` the stage first trains on the
+labelled batch alone (γ = 0, no teacher decoding) while the teacher follows the student, and
+the pseudo-labels count only once that teacher has learnt something (cf. slimIPL's supervised
+warm-up, Likhomanenko et al. 2021); ``unlabelled_rampup_steps`` then raises γ linearly. One
+learning-rate schedule spans the whole stage.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import torch
 from torch import nn
 
 from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import GuardedCheckpoint, NonFiniteLossGuard, skipped_step
+from avsr.lightning.guards import (
+    GuardedCheckpoint, NonFiniteLossGuard, skipped_step, world_size, zero_gradient_loss,
+)
 from avsr.lightning.optim import configure_step_optimizer, total_steps
 from avsr.lightning.supervised import SupervisedTask
 from avsr.models.ema import EMATeacher, cosine_momentum
@@ -70,9 +79,15 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
             (:func:`~avsr.lightning.finetune.apply_init`): the pre-trained encoder side.
         heads_from_model: start each per-modality pseudo-label head as a copy of the model's
             own output layer (CTC ``ctc_lo``, decoder ``output_projection``) instead of at
-            random. USR starts them at random because its decoder starts fresh; after a
-            supervised warm-up the copies already read the trained states, so the pseudo-label
-            loss does not first push random-head gradients into the encoder.
+            random, at the step the pseudo-labels start. USR starts them at random because its
+            decoder starts fresh; after a supervised warm-up the copies already read the
+            trained states, so the pseudo-label loss does not first push random-head gradients
+            into the encoder.
+        unlabelled_start_step: optimiser steps trained on the labelled batch alone first.
+        unlabelled_rampup_steps: steps over which γ then rises linearly to its value.
+        pseudo_label_normalize: ``"batch"`` (pseudo-label cross-entropies summed per utterance
+            and averaged over the batch, the labelled loss's scale) or ``"tokens"`` (a mean per
+            kept token or frame: 10-100× smaller than the labelled loss per utterance).
         tokenizer: for validation WER.
         max_nonfinite_steps: consecutive NaN/inf steps that stop the run.
     """
@@ -95,6 +110,9 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         student_mask_span: int = 5,
         init: Sequence[Mapping[str, Any]] | None = None,
         heads_from_model: bool = False,
+        unlabelled_start_step: int = 0,
+        unlabelled_rampup_steps: int = 0,
+        pseudo_label_normalize: str = "batch",
         tokenizer: Any = None,
         max_nonfinite_steps: int = 10,
     ) -> None:
@@ -118,6 +136,15 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         self.momentum_range = (momentum_start, momentum_end)
         self.student_mask = (student_mask_prob, student_mask_span)
         self.heads_from_model = heads_from_model
+        if unlabelled_start_step < 0 or unlabelled_rampup_steps < 0:
+            raise ValueError(f"unlabelled_start_step and unlabelled_rampup_steps must be >= 0, "
+                             f"got {unlabelled_start_step} and {unlabelled_rampup_steps}")
+        if pseudo_label_normalize not in ("batch", "tokens"):
+            raise ValueError(f"pseudo_label_normalize must be 'batch' or 'tokens', got "
+                             f"{pseudo_label_normalize!r}")
+        self.unlabelled_start_step = unlabelled_start_step
+        self.unlabelled_rampup_steps = unlabelled_rampup_steps
+        self.pseudo_label_normalize = pseudo_label_normalize
         self.teacher: EMATeacher | None = None
         self.nonfinite_guard = NonFiniteLossGuard(max_nonfinite_steps)
 
@@ -136,11 +163,23 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
                                         for m in self.modalities})
         self.att_heads = nn.ModuleDict({m: nn.Linear(model.decoder.d_model, vocab)
                                         for m in self.modalities})
-        if self.heads_from_model:
-            with torch.no_grad():
-                for m in self.modalities:
-                    _copy_linear(self.ctc_heads[m], model.ctc.ctc_lo)
-                    _copy_linear(self.att_heads[m], model.decoder.output_projection)
+        if self.heads_from_model and self.unlabelled_start_step == 0:
+            self._copy_heads()
+
+    @torch.no_grad()
+    def _copy_heads(self) -> None:
+        for m in self.modalities:
+            _copy_linear(self.ctc_heads[m], self.model.ctc.ctc_lo)
+            _copy_linear(self.att_heads[m], self.model.decoder.output_projection)
+
+    def unlabelled_scale(self, step: int) -> float:
+        """Factor on every γ_m at optimiser step ``step``: 0 before the start, then a linear
+        ramp to 1 over ``unlabelled_rampup_steps``."""
+        if step < self.unlabelled_start_step:
+            return 0.0
+        if self.unlabelled_rampup_steps == 0:
+            return 1.0
+        return min(1.0, (step - self.unlabelled_start_step + 1) / self.unlabelled_rampup_steps)
 
     # ------------------------------------------------------------------ pseudo-labels
     @torch.no_grad()
@@ -180,9 +219,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
             n = o.index.numel()
             frames = min(o.enc.shape[1], ctc.targets.shape[1])
             ctc_t = ctc.targets.index_select(0, o.index)[:, :frames]
-            loss_ctc = masked_cross_entropy(self.ctc_heads[m](o.enc[:, :frames]), ctc_t)
+            norm = self.pseudo_label_normalize
+            loss_ctc = masked_cross_entropy(self.ctc_heads[m](o.enc[:, :frames]), ctc_t, norm)
             att_t = att.targets.index_select(0, o.index)
-            loss_att = masked_cross_entropy(self.att_heads[m](states[start:start + n]), att_t)
+            loss_att = masked_cross_entropy(self.att_heads[m](states[start:start + n]), att_t,
+                                            norm)
             start += n
             parts[m] = {"loss": w * loss_ctc + (1 - w) * loss_att, "loss_ctc": loss_ctc,
                         "loss_att": loss_att}
@@ -198,11 +239,17 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         labelled, unlabelled = batch["labelled"], batch["unlabelled"]
         total = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
+        scale = self.unlabelled_scale(self.global_step)
+        if (self.heads_from_model and self.unlabelled_start_step > 0
+                and self.global_step == self.unlabelled_start_step):
+            self._copy_heads()  # the output layers the warm-up trained
         lab_parts = self.supervised._stream_losses(labelled)[0] if labelled["ids"] else {}
-        unl_parts = self._unlabelled_losses(unlabelled) if unlabelled["ids"] else {}
+        # before the start the teacher's labels would weigh 0: skip decoding them
+        unl_parts = (self._unlabelled_losses(unlabelled) if unlabelled["ids"] and scale > 0
+                     else {})
         stats = unl_parts.pop("_stats", {})
         for m in self.modalities:
-            g = self.unlabelled_weights[m]
+            g = self.unlabelled_weights[m] * scale
             term = torch.zeros((), device=self.device)
             if m in lab_parts:
                 term = term + (1 - g) * lab_parts[m]["loss"]
@@ -216,7 +263,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
             return self.nonfinite_guard.empty_batch(self, self.global_step)
         if self.nonfinite_guard.vote(total, self.global_step):
             return skipped_step(self)
+        if not unl_parts and world_size() > 1:
+            # DDP waits for every parameter's gradient: the pseudo-label heads get zeros
+            total = total + zero_gradient_loss(self.ctc_heads) + zero_gradient_loss(self.att_heads)
         logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
+        logs["unlabelled_scale"] = torch.tensor(scale)
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False,
                       batch_size=max(1, len(unlabelled["ids"])))
         self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False,

@@ -102,15 +102,25 @@ def attention_pseudo_labels(
     return AttentionPseudoLabels(toks.masked_fill(pad, pad_id), lengths, targets, conf)
 
 
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over positions whose target is not ``IGNORE`` (0 if none).
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                         normalize: str = "tokens") -> torch.Tensor:
+    """Cross-entropy summed over positions whose target is not ``IGNORE`` (0 if none).
 
     Args:
         logits: (B, N, V); targets: (B, N).
+        normalize: ``"tokens"`` divides by the kept positions (a per-token mean); ``"batch"``
+            by B, the scale of ESPnet's hybrid loss (CTC and attention summed per utterance,
+            averaged over the batch), so that a pseudo-label loss and a labelled loss mixed
+            with weights are on the same footing.
     """
+    if normalize not in ("tokens", "batch"):
+        raise ValueError(f"normalize must be 'tokens' or 'batch', got {normalize!r}")
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"logits must be (B, N, V) and targets (B, N), got "
+                         f"{tuple(logits.shape)} and {tuple(targets.shape)}")
     n = (targets != IGNORE).sum()
     if n == 0:
         return logits.sum() * 0.0
     ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
                          reduction="sum")
-    return ce / n
+    return ce / (n if normalize == "tokens" else logits.shape[0])
