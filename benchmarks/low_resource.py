@@ -102,9 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "steps": [s["global_step"] for s in stages],
             "wall_s": [s["stage_wall_s"] for s in stages],
         }
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
-        (Path(args.out) / "wer.md").write_text(table(results))
+        _write(results, args.out)
 
     if "i" in args.only:
         record("(i) supervised", [_stage("i_supervised", "synth_low_supervised", args, steps,
@@ -161,6 +159,13 @@ def table(results: dict[str, Any]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def _write(results: dict[str, Any], out: str) -> None:
+    """``<out>/results.json`` and ``<out>/wer.md`` (the table)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "results.json").write_text(json.dumps(results, indent=2))
+    (Path(out) / "wer.md").write_text(table(results))
+
+
 def merge(dirs: list[str], out: str) -> dict[str, Any]:
     """Join the ``results.json`` of separately run pipelines into ``<out>/wer.md`` + json."""
     results: dict[str, Any] = {"args": [], "pipelines": {}}
@@ -178,9 +183,7 @@ def merge(dirs: list[str], out: str) -> dict[str, Any]:
     order = {k: i for i, k in enumerate(("(i)", "(ii)", "(iii)", "(iv)"))}
     results["pipelines"] = dict(sorted(results["pipelines"].items(),
                                        key=lambda kv: order.get(kv[0].split()[0], 9)))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "results.json").write_text(json.dumps(results, indent=2))
-    (Path(out) / "wer.md").write_text(table(results))
+    _write(results, out)
     return results
 
 

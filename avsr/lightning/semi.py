@@ -39,7 +39,7 @@ from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 from avsr.objectives.masking import span_mask, zero_frames
 from avsr.objectives.pseudo_labels import (
-    attention_pseudo_labels, ctc_pseudo_labels, masked_cross_entropy,
+    NORMALIZE, attention_pseudo_labels, ctc_pseudo_labels, masked_cross_entropy,
 )
 
 __all__ = ["SemiSupervisedTask"]
@@ -139,8 +139,8 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         if unlabelled_start_step < 0 or unlabelled_rampup_steps < 0:
             raise ValueError(f"unlabelled_start_step and unlabelled_rampup_steps must be >= 0, "
                              f"got {unlabelled_start_step} and {unlabelled_rampup_steps}")
-        if pseudo_label_normalize not in ("batch", "tokens"):
-            raise ValueError(f"pseudo_label_normalize must be 'batch' or 'tokens', got "
+        if pseudo_label_normalize not in NORMALIZE:  # at construction, not after the warm-up
+            raise ValueError(f"pseudo_label_normalize must be one of {NORMALIZE}, got "
                              f"{pseudo_label_normalize!r}")
         self.unlabelled_start_step = unlabelled_start_step
         self.unlabelled_rampup_steps = unlabelled_rampup_steps
@@ -214,12 +214,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         finally:
             hook.remove()
         states = hidden[0]  # (ΣB_m, L, D): the streams stacked in the order of `out`
-        parts, start, w = {}, 0, self.loss.ctc_weight
+        parts, start, w, norm = {}, 0, self.loss.ctc_weight, self.pseudo_label_normalize
         for m, o in out.items():
             n = o.index.numel()
             frames = min(o.enc.shape[1], ctc.targets.shape[1])
             ctc_t = ctc.targets.index_select(0, o.index)[:, :frames]
-            norm = self.pseudo_label_normalize
             loss_ctc = masked_cross_entropy(self.ctc_heads[m](o.enc[:, :frames]), ctc_t, norm)
             att_t = att.targets.index_select(0, o.index)
             loss_att = masked_cross_entropy(self.att_heads[m](states[start:start + n]), att_t,

@@ -16,7 +16,7 @@ from torch import nn
 from avsr.models.utils import check_shape, make_pad_mask
 
 __all__ = ["CTCPseudoLabels", "AttentionPseudoLabels", "ctc_pseudo_labels",
-           "attention_pseudo_labels", "masked_cross_entropy", "IGNORE"]
+           "attention_pseudo_labels", "masked_cross_entropy", "IGNORE", "NORMALIZE"]
 
 IGNORE = -100
 
@@ -102,6 +102,10 @@ def attention_pseudo_labels(
     return AttentionPseudoLabels(toks.masked_fill(pad, pad_id), lengths, targets, conf)
 
 
+# what masked_cross_entropy divides its summed cross-entropy by
+NORMALIZE = ("tokens", "batch")
+
+
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                          normalize: str = "tokens") -> torch.Tensor:
     """Cross-entropy summed over positions whose target is not ``IGNORE`` (0 if none).
@@ -113,8 +117,8 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
             averaged over the batch), so that a pseudo-label loss and a labelled loss mixed
             with weights are on the same footing.
     """
-    if normalize not in ("tokens", "batch"):
-        raise ValueError(f"normalize must be 'tokens' or 'batch', got {normalize!r}")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     if logits.dim() != 3 or targets.shape != logits.shape[:2]:
         raise ValueError(f"logits must be (B, N, V) and targets (B, N), got "
                          f"{tuple(logits.shape)} and {tuple(targets.shape)}")
