@@ -7,22 +7,35 @@ PY := $(VENV)/bin/python
 RUN_DIR ?= logs/synth_grid
 EXPERIMENT ?= synth_grid
 PYTEST_ARGS ?=
+# Every install resolves from the lock, so a release published tomorrow changes nothing here.
+# requirements/lock.txt: the whole environment of pyproject.toml's dependencies + the dev and ssl
+# extras, for every platform and Python >= 3.10 (uv's universal resolution); `make lock` remakes it.
+# requirements/no-deps.txt: packages installed without their dependency lists (ESPnet).
+LOCK := requirements/lock.txt
+NO_DEPS := requirements/no-deps.txt
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+LOCK_EXTRAS := --extra dev --extra ssl
 # glibc returns every large freed block to the kernel by default, so each training step
 # page-faults its activations in again; keeping them mapped makes CPU steps much faster.
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 
-.PHONY: demo test test-fast install install-dev clean-demo
+.PHONY: demo test test-fast install install-dev lock clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev]"
+# pip check runs before ESPnet goes in: ESPnet is installed without its (large) dependency
+# list, because the parts we compare against import with our own dependencies alone.
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) $(NO_DEPS) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,ssl]"
+	$(PY) -m pip check
+	$(PY) -m pip install --quiet --no-deps -r $(NO_DEPS)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -37,6 +50,16 @@ test: $(VENV)/.installed-dev
 
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Re-resolve the lock from pyproject.toml (PyPI's newest releases that satisfy it). To upgrade one
+# package only: make lock LOCK_ARGS="--upgrade-package NAME"; without LOCK_ARGS, existing pins are
+# kept wherever pyproject.toml still allows them.
+LOCK_ARGS ?=
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	.lock-venv/bin/uv pip compile pyproject.toml $(LOCK_EXTRAS) --universal \
+		--python-version 3.10 --custom-compile-command "make lock" $(LOCK_ARGS) -o $(LOCK)
 
 clean-demo:
 	rm -rf $(RUN_DIR)

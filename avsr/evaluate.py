@@ -17,13 +17,16 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
+from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
 from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads, skip_totals
 
-__all__ = ["load_model_from_checkpoint", "build_beam_search", "evaluate_checkpoint", "main"]
+__all__ = ["load_model_from_checkpoint", "build_beam_search", "checkpoint_tokenizer",
+           "evaluation_data_config", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,18 @@ MODALITIES = ("audio", "video", "audiovisual")
 DECODERS = ("ctc_greedy", "attention_greedy", "beam")
 
 
-def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu"):
+def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
+                               with_vocabulary: bool = False):
     """Rebuild the model of a training checkpoint from the config stored inside it.
 
+    Args:
+        ckpt_path: an avsr training checkpoint.
+        map_location: where the tensors go.
+        with_vocabulary: also return the tokenizer pieces stored in the checkpoint (``None``
+            for checkpoints written before they were stored).
+
     Returns:
-        (model in eval mode, the run's config as a DictConfig)
+        (model in eval mode, the run's config as a DictConfig[, pieces])
     """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
@@ -52,6 +62,8 @@ def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu")
         raise ValueError(f"{ckpt_path}: state_dict does not match the stored config "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     model.eval()
+    if with_vocabulary:
+        return model, cfg, checkpoint.get("avsr_vocabulary")
     return model, cfg
 
 
@@ -78,7 +90,8 @@ def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
 @torch.inference_mode()
 def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio: float,
                    limit: int | None, beam: BeamSearch | None = None, lm: Any = None,
-                   keep_records: bool = False) -> dict[tuple[str, str], ErrorCounter]:
+                   keep_records: bool = False, progress: tqdm | None = None
+                   ) -> dict[tuple[str, str], ErrorCounter]:
     counters = {(m, d): ErrorCounter(keep_records=keep_records)
                 for m in modalities for d in decoders}
     seen = 0
@@ -108,6 +121,8 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
                 counters[(m, d)].update(batch["texts"], [tokenizer.decode(h) for h in hyps],
                                         batch["ids"])
         seen += len(batch["ids"])
+        if progress is not None:
+            progress.update(len(batch["ids"]))
         if limit is not None and seen >= limit:
             break
     return counters
@@ -169,8 +184,44 @@ def _plot(rows: list[dict[str, Any]], decoder: str, path: Path) -> None:
     plt.close(fig)
 
 
+def checkpoint_tokenizer(datamodule, ckpt_path: str | Path, run_cfg: DictConfig,
+                         pieces: list[str] | None):
+    """The datamodule's tokenizer, proven to be the one the checkpoint was trained with.
+
+    Never trains one. Checks every piece against those stored in the checkpoint, or, for
+    checkpoints without them, the vocabulary size against the model's.
+
+    Raises:
+        FileNotFoundError: the tokenizer model is missing.
+        ValueError: its vocabulary differs from the checkpoint's (names both).
+    """
+    tokenizer = datamodule.load_tokenizer(train_if_missing=False)
+    if pieces is not None:
+        check_vocabulary(tokenizer, pieces, f"checkpoint {ckpt_path}")
+    elif run_cfg.get("vocab_size") is not None and tokenizer.vocab_size != run_cfg.vocab_size:
+        raise ValueError(f"tokenizer {tokenizer!r} has {tokenizer.vocab_size} ids but checkpoint "
+                         f"{ckpt_path} was trained with vocab_size={run_cfg.vocab_size}")
+    else:
+        log.warning("%s stores no tokenizer vocabulary (written by an older avsr): only the "
+                    "vocabulary size of %r was checked", ckpt_path, tokenizer)
+    return tokenizer
+
+
+def evaluation_data_config(run_cfg: DictConfig, overrides: DictConfig | dict | None
+                           ) -> DictConfig:
+    """The checkpoint's own data settings with ``overrides`` (e.g. ``corpus.root``) on top.
+
+    The stored config is resolved, so the tokenizer path, transforms, seed and frame budgets
+    stay those of training unless overridden one by one.
+    """
+    data_cfg = run_cfg.data
+    if overrides:
+        data_cfg = OmegaConf.merge(data_cfg, overrides)
+    return data_cfg
+
+
 def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg: DictConfig,
-                        output_dir: str | Path, data_cfg: DictConfig | None = None
+                        output_dir: str | Path, data_overrides: DictConfig | dict | None = None
                         ) -> dict[str, Any]:
     """Decode the test split of ``ckpt_path`` under every condition of ``eval_cfg``.
 
@@ -182,7 +233,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``
             and, for ``beam``, the ``beam`` search node and ``lm_ckpt``.
         output_dir: where ``wer.json``, ``wer.md`` and ``wer_vs_snr.png`` go.
-        data_cfg: datamodule config to use instead of the one stored in the checkpoint.
+        data_overrides: data settings merged onto those stored in the checkpoint (e.g.
+            ``{"corpus": {"root": OTHER}}`` to evaluate on another corpus).
 
     Returns:
         dict with ``rows`` (one per modality × condition), ``summary`` and file paths.
@@ -190,9 +242,9 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     start = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, run_cfg = load_model_from_checkpoint(ckpt_path)
-    datamodule = hydra.utils.instantiate(data_cfg if data_cfg is not None else run_cfg.data)
-    tokenizer = datamodule.load_tokenizer()
+    model, run_cfg, pieces = load_model_from_checkpoint(ckpt_path, with_vocabulary=True)
+    datamodule = hydra.utils.instantiate(evaluation_data_config(run_cfg, data_overrides))
+    tokenizer = checkpoint_tokenizer(datamodule, ckpt_path, run_cfg, pieces)
     datamodule.setup("test")
     modalities = list(eval_cfg.modalities)
     decoders = list(decode_cfg.decoders)
@@ -203,13 +255,21 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
 
     rows: list[dict[str, Any]] = []
     video_only: dict[tuple[str, str], ErrorCounter] | None = None
-    for noise, snr in _conditions(eval_cfg.noise):
+    conditions = _conditions(eval_cfg.noise)
+    per_condition = len(datamodule.datasets["test"])
+    if limit is not None:
+        per_condition = min(per_condition, int(limit))
+    # one bar over every utterance of every condition: the whole matrix can take many minutes
+    progress = tqdm(total=per_condition * len(conditions), unit="utt", dynamic_ncols=True,
+                    disable=not eval_cfg.get("progress", True))
+    for noise, snr in conditions:
+        progress.set_description("clean" if noise == "clean" else f"{noise} {snr:+g} dB")
         loader = datamodule.test_dataloader_for(None if noise == "clean" else noise, snr)
         # Audio noise cannot change a video-only result: decode video once, reuse its row.
         mods = [m for m in modalities if not (m == "video" and video_only is not None)]
         counters = _decode_loader(model, loader, tokenizer, mods, decoders,
                                   float(decode_cfg.max_len_ratio), limit, beam, lm,
-                                  keep_records=write_hyps)
+                                  keep_records=write_hyps, progress=progress)
         if "video" in modalities:
             if video_only is None:
                 video_only = {k: v for k, v in counters.items() if k[0] == "video"}
@@ -231,6 +291,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
                 "examples": counters[(m, decoders[0])].examples[:3],
             })
         log.info("evaluated %s", condition)
+    progress.close()
 
     primary = decode_cfg.get("primary_decoder") or decoders[-1]
     md = _markdown(rows, decoders)
@@ -263,5 +324,18 @@ def main(cfg: DictConfig) -> None:
     evaluate_checkpoint(cfg.ckpt, cfg.eval, cfg.decode, cfg.paths.output_dir, cfg.get("data"))
 
 
+def _data_overrides_layer_on_checkpoint(argv: list[str]) -> list[str]:
+    """``data.KEY=VALUE`` -> ``++data.KEY=VALUE``.
+
+    The ``data`` node of ``configs/evaluate.yaml`` starts empty and is merged onto the data
+    config stored in the checkpoint, so any key of it may be overridden; Hydra's struct mode
+    would otherwise refuse every key that the empty node lacks.
+    """
+    return [f"++{a}" if a.startswith("data.") and "=" in a else a for a in argv]
+
+
 if __name__ == "__main__":
+    import sys
+
+    sys.argv[1:] = _data_overrides_layer_on_checkpoint(sys.argv[1:])
     main()

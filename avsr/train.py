@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
+from avsr.data.tokenizer import vocabulary
 from avsr.utils.checkpoint import AtomicCheckpointIO
 from avsr.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from avsr.utils.runtime import prepare_data, set_torch_threads, skip_totals
@@ -31,13 +32,17 @@ log = logging.getLogger(__name__)
 
 class _ConfigInCheckpoint(pl.Callback):
     """Stores the resolved run config in every checkpoint so ``avsr.evaluate`` and
-    ``avsr.transcribe`` rebuild the exact model from the checkpoint alone."""
+    ``avsr.transcribe`` rebuild the exact model from the checkpoint alone, and the tokenizer's
+    pieces (``avsr_vocabulary``) so they can prove that they decode with the same ids."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], pieces: list[str] | None = None) -> None:
         self.config = config
+        self.pieces = pieces
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint["avsr_config"] = self.config
+        if self.pieces is not None:
+            checkpoint["avsr_vocabulary"] = self.pieces
 
 
 def _resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
@@ -95,7 +100,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     log.info("model: %.2f M parameters", n_params / 1e6)
 
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    callbacks.append(_ConfigInCheckpoint(config_container))
+    pieces = vocabulary(tokenizer) if hasattr(tokenizer, "id_to_piece") else None
+    callbacks.append(_ConfigInCheckpoint(config_container, pieces))
     callbacks.extend(extra_callbacks or [])
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -154,7 +160,6 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             eval_cfg=cfg.eval,
             decode_cfg=cfg.decode,
             output_dir=output_dir / "eval",
-            data_cfg=cfg.data,
         )
         summary["eval"] = results["summary"]
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -22,7 +22,7 @@ from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset, collate_fn
 from avsr.data.io import MediaError, probe
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
-from avsr.evaluate import build_beam_search, load_model_from_checkpoint
+from avsr.evaluate import build_beam_search, checkpoint_tokenizer, load_model_from_checkpoint
 from avsr.utils.runtime import set_torch_threads
 
 __all__ = ["collect_media", "transcribe", "main"]
@@ -88,9 +88,9 @@ def transcribe(ckpt: str | Path, media: str | Path, modality: str, decode_cfg: D
         raise ValueError(f"modality must be one of {sorted(_STREAMS)}, got {modality!r}")
     files = collect_media(media)
     _check_streams(files, modality)
-    model, run_cfg = load_model_from_checkpoint(ckpt)
+    model, run_cfg, pieces = load_model_from_checkpoint(ckpt, with_vocabulary=True)
     datamodule = hydra.utils.instantiate(run_cfg.data)
-    tokenizer = datamodule.load_tokenizer()
+    tokenizer = checkpoint_tokenizer(datamodule, ckpt, run_cfg, pieces)  # never trains one
     decoder = decode_cfg.get("primary_decoder") or "beam"
     beam, lm = build_beam_search(decode_cfg) if decoder == "beam" else (None, None)
     streams = _STREAMS[modality]

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import hydra
 import torch
@@ -38,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avsr.data.io import SAMPLES_PER_FRAME  # noqa: E402
+from avsr.data.tokenizer import BLANK_ID, EOS_ID  # noqa: E402
 from avsr.lightning.callbacks.speed_monitor import peak_memory_mb  # noqa: E402
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
@@ -55,7 +57,9 @@ def build(name: str):
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={out}"])
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model)
-    task = hydra.utils.instantiate(cfg.stage, model=model)
+    # random token ids and no corpus: avsr's SentencePiece special ids, as a trained one has
+    ids = SimpleNamespace(blank_id=BLANK_ID, sos_id=EOS_ID, eos_id=EOS_ID)
+    task = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=ids)
     g = torch.Generator().manual_seed(0)
     length = 12
     data = {

@@ -134,8 +134,9 @@ def test_ddp_two_cpu_ranks_cover_the_epoch_and_match_union_gradients(tiny_synth_
     from avsr.lightning.supervised import SupervisedTask
 
     model = hydra.utils.instantiate(_cfg(tiny_synth_root, tmp_path, "vocab_size=40").model)
-    task = hydra.utils.instantiate(_cfg(tiny_synth_root, tmp_path, "vocab_size=40").stage,
-                                   model=model)
+    cfg40 = _cfg(tiny_synth_root, tmp_path, "vocab_size=40")
+    task = hydra.utils.instantiate(cfg40.stage, model=model,
+                                   tokenizer=hydra.utils.instantiate(cfg40.data).load_tokenizer())
     assert isinstance(task, SupervisedTask)
     task.load_state_dict(torch.load(tmp_path / "weights0.pt"))
     union = _grads(task, _union(b0, b1))

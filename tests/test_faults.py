@@ -27,6 +27,8 @@ from avsr.lightning.guards import NonFiniteLossError, NonFiniteLossGuard
 from avsr.lightning.supervised import SupervisedTask
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
+IDS = {"blank_id": 0, "sos_id": 2, "eos_id": 2}  # avsr SentencePiece ids; no tokenizer here
+
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 12
 
@@ -39,7 +41,7 @@ def _task(max_nonfinite_steps: int) -> SupervisedTask:
                                           "model.encoder.dropout=0.0"])
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model)
-    return SupervisedTask(model=model, loss=HybridCTCAttentionLoss(ctc_weight=0.3),
+    return SupervisedTask(model=model, loss=HybridCTCAttentionLoss(**IDS, ctc_weight=0.3),
                           optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
                           modalities=["audio"], max_nonfinite_steps=max_nonfinite_steps)
 

@@ -21,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from avsr.convert import import_checkpoint
+from avsr.decoding.beam_search import BeamSearch
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,11 +107,8 @@ def check_decoder(model, outputs: dict, inputs: dict, memory: torch.Tensor,
 def check_beam(model, outputs: dict, enc: torch.Tensor, enc_lengths: torch.Tensor,
                log_probs: torch.Tensor, tag: str, eos: int, rows=None) -> None:
     """avsr's batched beam search finds the peer's best hypothesis and n-best scores."""
-    beam_search = pytest.importorskip(
-        "avsr.decoding.beam_search",
-        reason="avsr.decoding.beam_search is not importable (being written in issue 4)")
     weight = float(tag.rsplit("ctc", 1)[1])
-    search = beam_search.BeamSearch(beam_size=5, ctc_weight=weight, pre_beam_ratio=1.5,
+    search = BeamSearch(beam_size=5, ctc_weight=weight, pre_beam_ratio=1.5,
                                     pre_beam_score_key="decoder", maxlenratio=0.0, nbest=5)
     nbest = search(model.decoder, enc, enc_lengths, log_probs, eos, eos, 0)
     for i, hyps in enumerate(nbest):

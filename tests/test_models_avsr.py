@@ -17,6 +17,8 @@ from avsr.models import (
 )
 from avsr.objectives import HybridCTCAttentionLoss
 
+IDS = {"blank_id": 0, "sos_id": 2, "eos_id": 2}  # avsr SentencePiece ids; no tokenizer here
+
 V, D = 12, 16
 
 
@@ -44,7 +46,7 @@ def _batch():
 def test_forward_unified_matches_encode_per_modality() -> None:
     model = _model().eval()
     audio, a_len, video, v_len, tokens, t_len = _batch()
-    crit = HybridCTCAttentionLoss()
+    crit = HybridCTCAttentionLoss(**IDS)
     ys_in, ys_len = crit.decoder_inputs(tokens, t_len)
     with torch.no_grad():
         out = model.forward_unified(audio, a_len, video, v_len, ys_in, ys_len)
@@ -63,7 +65,7 @@ def test_forward_unified_matches_encode_per_modality() -> None:
 def test_unified_training_step_with_loss() -> None:
     model = _model().train()
     audio, a_len, video, v_len, tokens, t_len = _batch()
-    crit = HybridCTCAttentionLoss()
+    crit = HybridCTCAttentionLoss(**IDS)
     ys_in, ys_len = crit.decoder_inputs(tokens, t_len)
     out = model.forward_unified(audio, a_len, video, v_len, ys_in, ys_len)
     total = sum(

@@ -102,7 +102,8 @@ def test_video_state_dict_names_follow_public_layout() -> None:
 
 def test_2d_trunk_matches_torchvision_resnet18() -> None:
     """Our 2-D trunk with torchvision resnet18 stage weights equals resnet18's stages."""
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(weights=None).eval()
     _randomize_bn(reference)

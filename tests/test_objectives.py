@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from avsr.objectives import HybridCTCAttentionLoss, add_sos_eos, label_smoothing_kl
 
+IDS = {"blank_id": 0, "sos_id": 2, "eos_id": 2}  # avsr SentencePiece ids; no tokenizer here
+
 V = 9
 
 
@@ -33,7 +35,7 @@ def test_add_sos_eos() -> None:
 
 def test_ctc_matches_torch_sum_over_batch() -> None:
     log_probs, lengths, _, tokens, token_lengths = _batch()
-    loss = HybridCTCAttentionLoss(ctc_weight=1.0)(log_probs, lengths, None, tokens, token_lengths)
+    loss = HybridCTCAttentionLoss(**IDS, ctc_weight=1.0)(log_probs, lengths, None, tokens, token_lengths)
     per_utt = [
         F.ctc_loss(log_probs[b, : lengths[b]].unsqueeze(1), tokens[b : b + 1, : token_lengths[b]],
                    lengths[b : b + 1], token_lengths[b : b + 1], blank=0, reduction="sum")
@@ -48,13 +50,13 @@ def test_ctc_matches_torch_sum_over_batch() -> None:
 def test_ctc_impossible_alignment_is_zero_not_inf() -> None:
     log_probs, _, _, tokens, token_lengths = _batch()
     lengths = torch.tensor([2, 8, 4])  # 5 tokens cannot fit in 2 frames
-    loss = HybridCTCAttentionLoss(ctc_weight=1.0)(log_probs, lengths, None, tokens, token_lengths)
+    loss = HybridCTCAttentionLoss(**IDS, ctc_weight=1.0)(log_probs, lengths, None, tokens, token_lengths)
     assert torch.isfinite(loss["loss"])
 
 
 def test_attention_without_smoothing_equals_cross_entropy() -> None:
     _, _, logits, tokens, token_lengths = _batch()
-    loss = HybridCTCAttentionLoss(ctc_weight=0.0, label_smoothing=0.0)(
+    loss = HybridCTCAttentionLoss(**IDS, ctc_weight=0.0, label_smoothing=0.0)(
         None, None, logits, tokens, token_lengths)
     _, ys_out, out_lengths = add_sos_eos(tokens, token_lengths, 2, 2)
     targets = ys_out.masked_fill(torch.arange(6) >= out_lengths[:, None], -100)
@@ -81,10 +83,10 @@ def test_label_smoothing_is_espnet_kl() -> None:
 
 def test_weighted_sum_and_normalisation() -> None:
     log_probs, lengths, logits, tokens, token_lengths = _batch()
-    both = HybridCTCAttentionLoss(ctc_weight=0.3)(log_probs, lengths, logits, tokens,
+    both = HybridCTCAttentionLoss(**IDS, ctc_weight=0.3)(log_probs, lengths, logits, tokens,
                                                   token_lengths)
     torch.testing.assert_close(both["loss"], 0.3 * both["loss_ctc"] + 0.7 * both["loss_att"])
-    per_token = HybridCTCAttentionLoss(ctc_weight=0.0, normalize_length=True)(
+    per_token = HybridCTCAttentionLoss(**IDS, ctc_weight=0.0, normalize_length=True)(
         None, None, logits, tokens, token_lengths)
     n_tokens = int((token_lengths + 1).sum())
     torch.testing.assert_close(per_token["loss_att"] * n_tokens, both["loss_att"] * 3)
@@ -92,7 +94,7 @@ def test_weighted_sum_and_normalisation() -> None:
 
 def test_padding_does_not_change_the_loss() -> None:
     log_probs, lengths, logits, tokens, token_lengths = _batch()
-    crit = HybridCTCAttentionLoss(ctc_weight=0.5)
+    crit = HybridCTCAttentionLoss(**IDS, ctc_weight=0.5)
     reference = crit(log_probs, lengths, logits, tokens, token_lengths)
     # more padding everywhere, with junk values in it
     log_probs2 = torch.cat([log_probs, torch.randn(3, 4, V).log_softmax(-1)], dim=1)
@@ -108,11 +110,11 @@ def test_gradients_flow_and_errors() -> None:
     log_probs, lengths, logits, tokens, token_lengths = _batch()
     logits.requires_grad_(True)
     raw = torch.randn(3, 12, V, requires_grad=True)
-    loss = HybridCTCAttentionLoss()(raw.log_softmax(-1), lengths, logits, tokens, token_lengths)
+    loss = HybridCTCAttentionLoss(**IDS)(raw.log_softmax(-1), lengths, logits, tokens, token_lengths)
     loss["loss"].backward()
     assert raw.grad is not None and logits.grad is not None
     with pytest.raises(ValueError, match="decoder_logits"):
-        HybridCTCAttentionLoss()(log_probs, lengths, None, tokens, token_lengths)
+        HybridCTCAttentionLoss(**IDS)(log_probs, lengths, None, tokens, token_lengths)
     with pytest.raises(ValueError, match=r"\(3, 12\)"):
-        HybridCTCAttentionLoss(ctc_weight=1.0)(log_probs[..., 0], lengths, None, tokens,
+        HybridCTCAttentionLoss(**IDS, ctc_weight=1.0)(log_probs[..., 0], lengths, None, tokens,
                                                token_lengths)

@@ -18,6 +18,8 @@ from avsr.models.frontends.video_resnet import VideoResNet
 from avsr.models.fusion import ConcatFusion
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
+IDS = {"blank_id": 0, "sos_id": 2, "eos_id": 2}  # avsr SentencePiece ids; no tokenizer here
+
 
 def _task(heads_from_model: bool, tie: bool = False) -> SemiSupervisedTask:
     torch.manual_seed(0)
@@ -26,7 +28,7 @@ def _task(heads_from_model: bool, tie: bool = False) -> SemiSupervisedTask:
                       ConcatFusion(audio_dim=8, video_dim=8, output_dim=16),
                       TransformerEncoder(16, 2, 2, 32),
                       TransformerDecoder(10, 16, 1, 2, 32, tie_embeddings=tie), CTCHead(16, 10))
-    task = SemiSupervisedTask(model=model, loss=HybridCTCAttentionLoss(ctc_weight=0.3),
+    task = SemiSupervisedTask(model=model, loss=HybridCTCAttentionLoss(**IDS, ctc_weight=0.3),
                               optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
                               heads_from_model=heads_from_model)
     task.configure_model()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -61,8 +62,7 @@ def test_activation_checkpointing_gives_the_same_gradients_and_names():
     names = list(task.state_dict())
     torch.manual_seed(1)
     ref_loss, ref = _grads(task, batch)
-    done = enable_activation_checkpointing(task, ["model.encoder.layers", "model.decoder.layers",
-                                                  "model.nothing"])
+    done = enable_activation_checkpointing(task, ["model.encoder.layers", "model.decoder.layers"])
     assert done and all(n.startswith(("model.encoder.layers.", "model.decoder.layers."))
                         for n in done)
     assert list(task.state_dict()) == names
@@ -71,6 +71,32 @@ def test_activation_checkpointing_gives_the_same_gradients_and_names():
     assert loss.item() == ref_loss.item()
     for n in ref:
         torch.testing.assert_close(grads[n], ref[n], atol=1e-6, rtol=1e-5)
+
+
+def test_activation_checkpointing_rejects_unknown_names():
+    task = _task(10)
+    with pytest.raises(ValueError,
+                       match=r"no submodule 'model.encoder.layerz'.*model.encoder.layers"):
+        enable_activation_checkpointing(task, ["model.encoder.layerz"])
+
+
+@pytest.mark.parametrize("experiment,encoder", [
+    *[("synth_grid", e) for e in ("transformer", "transformer_relpos", "transformer_convpos",
+                                  "conformer", "conformer_relpos")],
+    ("synth_words", "tcn")])
+def test_activation_checkpointing_reaches_every_encoder(experiment, encoder):
+    """``model.encoder.layers`` names the block stack of every encoder config, including the
+    relative-position ones (ESPnet's ``encoders`` keys) that the USR and auto_avsr recipes use."""
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+experiment={experiment}",
+                                          f"model/encoder={encoder}", "vocab_size=12"])
+    model = hydra.utils.instantiate(cfg.model)
+    holder = torch.nn.Module()
+    holder.model = model
+    done = enable_activation_checkpointing(holder, ["model.encoder.layers"])
+    stack = holder.get_submodule("model.encoder.layers")
+    assert len(done) == len(stack) > 0
+    assert all(getattr(layer, "_avsr_checkpointed", False) for layer in stack)
 
 
 @pytest.mark.slow

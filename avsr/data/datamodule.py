@@ -257,12 +257,22 @@ class AVDataModule(pl.LightningDataModule):
         if vocab.is_file():
             vocab.replace(self.tokenizer_path.with_suffix(".vocab"))
 
-    def load_tokenizer(self) -> Tokenizer:
-        """The tokenizer, trained first if its model is absent.
+    def load_tokenizer(self, train_if_missing: bool = True) -> Tokenizer:
+        """The tokenizer, trained first if its model is absent and ``train_if_missing``.
 
-        Call it before building the model when the model needs ``vocab_size``.
+        Call it before building the model when the model needs ``vocab_size``. Evaluation
+        passes ``train_if_missing=False``: a tokenizer trained on the evaluation corpus would
+        give other token ids than the model's, and every WER would be wrong.
+
+        Raises:
+            FileNotFoundError: no tokenizer model and ``train_if_missing`` is False.
         """
         if self.tokenizer is None:
+            if not train_if_missing and not self.tokenizer_path.is_file():
+                raise FileNotFoundError(
+                    f"tokenizer model {self.tokenizer_path} not found, and evaluation never "
+                    "trains one: point data.tokenizer_path at the model the checkpoint was "
+                    "trained with")
             self.prepare_data()  # no-op when the model exists; covers use outside a Trainer
             self.tokenizer = Tokenizer(self.tokenizer_path)
         return self.tokenizer

@@ -15,13 +15,15 @@ import argparse
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import sentencepiece as spm
 
 from avsr.data.corpora import LRS2, LRS3, normalize_text
 
 __all__ = [
-    "Tokenizer", "train_tokenizer", "default_tokenizer_path", "BLANK_ID", "UNK_ID", "EOS_ID",
+    "Tokenizer", "train_tokenizer", "default_tokenizer_path", "vocabulary", "check_vocabulary",
+    "BLANK_ID", "UNK_ID", "EOS_ID",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,36 @@ class Tokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(i)
+
+
+def vocabulary(tokenizer: Any) -> list[str]:
+    """Every piece by id (``vocab_size`` of them): what a checkpoint stores of its tokenizer,
+    so a later run can tell whether another tokenizer maps ids to the same pieces."""
+    return [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+
+
+def check_vocabulary(tokenizer: Any, expected: Sequence[str], expected_from: str) -> None:
+    """Raise unless ``tokenizer`` has exactly the pieces ``expected``, id for id.
+
+    Args:
+        tokenizer: the tokenizer about to decode (``vocab_size``, ``id_to_piece``).
+        expected: the pieces the model was trained with (:func:`vocabulary` of its tokenizer).
+        expected_from: where ``expected`` came from, for the message (a checkpoint path).
+
+    Raises:
+        ValueError: naming both sides, the sizes and the first differing id.
+    """
+    found = vocabulary(tokenizer)
+    if found == list(expected):
+        return
+    first = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b),
+                 min(len(found), len(expected)))
+    mine = found[first] if first < len(found) else "<none>"
+    theirs = expected[first] if first < len(expected) else "<none>"
+    raise ValueError(
+        f"tokenizer {tokenizer!r} ({len(found)} pieces) differs from the one {expected_from} "
+        f"was trained with ({len(expected)} pieces): id {first} is {mine!r} here and "
+        f"{theirs!r} there. Decode with the training tokenizer (data.tokenizer_path=...)")
 
 
 def _main(argv: Sequence[str] | None = None) -> None:

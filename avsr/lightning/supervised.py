@@ -65,6 +65,8 @@ class SupervisedTask(GuardedCheckpoint, pl.LightningModule):
         if bad or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {_ALL}, got {modalities}")
         self.model = model
+        if tokenizer is not None:
+            loss.bind_tokenizer(tokenizer)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -171,6 +171,12 @@ class RelPosEncoder(nn.Module):
         )
         self.after_norm = nn.LayerNorm(d_model, eps=_EPS)
 
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The block stack under the name every encoder uses (``encoders`` keeps ESPnet's
+        state-dict keys, so auto_avsr / USR weights load by name)."""
+        return self.encoders
+
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,7 @@ End-to-End Speech Recognition", IEEE JSTSP 2017), with ESPnet's normalisation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,9 +87,10 @@ class HybridCTCAttentionLoss(nn.Module):
     Args:
         ctc_weight: weight of CTC in [0, 1] (0.1 in auto_avsr / USR).
         label_smoothing: ε of the attention loss (0.1 in auto_avsr / USR).
-        blank_id: CTC blank (also the padding id of ``tokens``).
-        sos_id: start symbol of decoder inputs.
-        eos_id: end symbol appended to decoder targets.
+        blank_id: CTC blank (also the padding id of ``tokens``). ``None``: the tokenizer's,
+            set by :meth:`bind_tokenizer` (the training stages do it).
+        sos_id: start symbol of decoder inputs; ``None``: the tokenizer's.
+        eos_id: end symbol appended to decoder targets; ``None``: the tokenizer's.
         normalize_length: divide the attention term by the token count instead of B.
     """
 
@@ -96,9 +98,9 @@ class HybridCTCAttentionLoss(nn.Module):
         self,
         ctc_weight: float = 0.1,
         label_smoothing: float = 0.1,
-        blank_id: int = 0,
-        sos_id: int = 2,
-        eos_id: int = 2,
+        blank_id: int | None = None,
+        sos_id: int | None = None,
+        eos_id: int | None = None,
         normalize_length: bool = False,
     ) -> None:
         super().__init__()
@@ -108,10 +110,46 @@ class HybridCTCAttentionLoss(nn.Module):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.ctc_weight = ctc_weight
         self.label_smoothing = label_smoothing
-        self.blank_id = blank_id
-        self.sos_id = sos_id
-        self.eos_id = eos_id
+        self._ids = {"blank_id": blank_id, "sos_id": sos_id, "eos_id": eos_id}
         self.normalize_length = normalize_length
+
+    def bind_tokenizer(self, tokenizer: Any) -> None:
+        """Take the special ids from ``tokenizer``; an id the config set must agree with it.
+
+        The ids differ between tokenizers (avsr's SentencePiece: sos = eos = 2; the released
+        auto_avsr / USR units: sos = eos = the last id), and a wrong one teacher-forces every
+        step with the wrong symbol without raising anything, so a contradiction stops the run.
+
+        Raises:
+            ValueError: an explicitly set id differs from the tokenizer's; names both.
+        """
+        for name, mine in self._ids.items():
+            theirs = int(getattr(tokenizer, name))
+            if mine is not None and int(mine) != theirs:
+                raise ValueError(
+                    f"loss.{name}={mine} contradicts {name}={theirs} of the tokenizer "
+                    f"{tokenizer!r}; special ids come from the tokenizer: drop loss.{name} "
+                    "from the config")
+            self._ids[name] = theirs
+
+    def _id(self, name: str) -> int:
+        value = self._ids[name]
+        if value is None:
+            raise ValueError(f"HybridCTCAttentionLoss.{name} is unset: pass it, or call "
+                             "bind_tokenizer(tokenizer) (the training stages do)")
+        return int(value)
+
+    @property
+    def blank_id(self) -> int:
+        return self._id("blank_id")
+
+    @property
+    def sos_id(self) -> int:
+        return self._id("sos_id")
+
+    @property
+    def eos_id(self) -> int:
+        return self._id("eos_id")
 
     def decoder_inputs(
         self, tokens: torch.Tensor, token_lengths: torch.Tensor

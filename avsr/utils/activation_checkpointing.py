@@ -34,17 +34,24 @@ def enable_activation_checkpointing(root: nn.Module, targets: Sequence[str]) -> 
         root: the module holding the targets (e.g. the LightningModule).
         targets: dotted submodule names, e.g. ``["model.encoder.layers"]``. A ``ModuleList`` or
             ``Sequential`` target checkpoints each of its children; any other module is
-            checkpointed as a whole. Missing names are ignored (a model without a decoder).
+            checkpointed as a whole. Every encoder exposes its block stack as ``layers``.
 
     Returns:
         The names of the modules now checkpointed.
+
+    Raises:
+        ValueError: a target names no submodule of ``root`` (a typo would otherwise leave a
+            Large model silently un-checkpointed); the message lists the layer stacks there are.
     """
     done = []
     for target in targets:
         try:
             module = root.get_submodule(target)
         except AttributeError:
-            continue
+            stacks = sorted({name for name, m in root.named_modules()
+                             if isinstance(m, nn.ModuleList) and len(m)})
+            raise ValueError(f"activation_checkpointing: no submodule {target!r} in "
+                             f"{type(root).__name__}; its layer stacks are {stacks}") from None
         if isinstance(module, (nn.ModuleList, nn.Sequential)):
             layers = [(f"{target}.{name}", m) for name, m in module.named_children()]
         else:
