@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from avsr.checkpoints import read_checkpoint
+
 __all__ = ["average_state_dicts", "select_last", "average_checkpoints", "main"]
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, 
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checkpoint(path)
 
 
 def select_last(paths: Sequence[str | Path], last: int) -> list[tuple[int, Path]]:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
+from avsr.checkpoints import load_run
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
 from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads, skip_totals
@@ -36,7 +37,9 @@ DECODERS = ("ctc_greedy", "attention_greedy", "beam")
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
                                with_vocabulary: bool = False):
-    """Rebuild the model of a training checkpoint from the config stored inside it.
+    """Rebuild the model of a training checkpoint from the config stored inside it, safely
+    (:func:`avsr.checkpoints.load_run`: no pickled code runs, the stored config builds only
+    allow-listed classes).
 
     Args:
         ckpt_path: an avsr training checkpoint.
@@ -47,24 +50,10 @@ def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
     Returns:
         (model in eval mode, the run's config as a DictConfig[, pieces])
     """
-    ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt={ckpt_path}: no such checkpoint file")
-    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    if "avsr_config" not in checkpoint:
-        raise ValueError(f"{ckpt_path}: not an avsr training checkpoint (no 'avsr_config' key)")
-    cfg = OmegaConf.create(checkpoint["avsr_config"])
-    model = hydra.utils.instantiate(cfg.model)
-    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
-             if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{ckpt_path}: state_dict does not match the stored config "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    model.eval()
+    run = load_run(ckpt_path, map_location=map_location)
     if with_vocabulary:
-        return model, cfg, checkpoint.get("avsr_vocabulary")
-    return model, cfg
+        return run.model, run.config, run.vocabulary
+    return run.model, run.config
 
 
 def _conditions(noise_cfg: DictConfig | dict) -> list[tuple[str, float | None]]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from avsr.checkpoints import read_checkpoint
 from avsr.utils.checkpoint import atomic_torch_save
 
 __all__ = ["export_frontend", "main"]
@@ -38,9 +39,7 @@ def export_frontend(ckpt: str | Path, out: str | Path, module: str = "video_fron
         KeyError: the checkpoint's model has no weights under ``model.<module>.``.
     """
     ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint file")
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt, what="ckpt")
     prefix = f"model.{module}."
     state = {k[len(prefix):]: v.clone() for k, v in checkpoint["state_dict"].items()
              if k.startswith(prefix)}

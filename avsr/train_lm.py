@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from avsr.checkpoints import instantiate_stored, read_checkpoint
 from avsr.data.tokenizer import Tokenizer
 from avsr.models.lm import TransformerLM
 from avsr.utils.runtime import set_torch_threads
@@ -130,12 +131,10 @@ def _unigram_perplexity(train: list[list[int]], val: list[list[int]], vocab: int
 def load_lm_checkpoint(path: str | Path, map_location: str = "cpu") -> TransformerLM:
     """The LM saved by :func:`train_lm`, in eval mode."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"lm_ckpt={path}: no such LM checkpoint")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if "lm_config" not in ckpt:
+    ckpt = read_checkpoint(path, map_location=map_location, what="lm_ckpt")
+    if not isinstance(ckpt, dict) or "lm_config" not in ckpt:
         raise ValueError(f"{path}: not an avsr LM checkpoint (no 'lm_config' key)")
-    lm = hydra.utils.instantiate(OmegaConf.create(ckpt["lm_config"]))
+    lm = instantiate_stored(OmegaConf.create(ckpt["lm_config"]), f"{path}: lm_config")
     lm.load_state_dict(ckpt["state_dict"])
     return lm.eval()
 

@@ -44,11 +44,12 @@ def _load_model(ckpt: str):
     try:
         return load_model_from_checkpoint(ckpt)[0]
     except ValueError as e:
-        import hydra
         from omegaconf import OmegaConf
 
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model = hydra.utils.instantiate(OmegaConf.create(checkpoint["avsr_config"]).model)
+        from avsr.checkpoints import instantiate_stored, read_checkpoint
+
+        checkpoint = read_checkpoint(ckpt)
+        model = instantiate_stored(OmegaConf.create(checkpoint["avsr_config"]).model, ckpt)
         state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
                  if k.startswith("model.")}
         missing, _ = model.load_state_dict(state, strict=False)
@@ -77,11 +78,12 @@ def _reset_peak_rss() -> None:
 def _encode(ckpt: str, n: int, modality: str, out: Path) -> None:
     """Encoder outputs and CTC log-probs of the first ``n`` clean test utterances."""
     import hydra
-
     from omegaconf import OmegaConf
 
+    from avsr.checkpoints import read_checkpoint
+
     model = _load_model(ckpt)
-    cfg = OmegaConf.create(torch.load(ckpt, map_location="cpu", weights_only=False)["avsr_config"])
+    cfg = OmegaConf.create(read_checkpoint(ckpt)["avsr_config"])
     dm = hydra.utils.instantiate(cfg.data)
     tok = dm.load_tokenizer()
     dm.setup("test")
@@ -196,7 +198,7 @@ def _run_espnet(model, data, beam: int, ctc_weight: float):
 def _worker(args) -> None:
     torch.set_num_threads(args.threads)
     model = _load_model(args.ckpt)
-    data = torch.load(args.data, weights_only=False)
+    data = torch.load(args.data, weights_only=True)
     run = {"ours": lambda b: _run_ours(model, data, b, args.ctc_weight, args.batch_size),
            "espnet": lambda b: _run_espnet(model, data, b, args.ctc_weight)}[args.worker]
     small = dict(data, items=data["items"][:2])
@@ -241,7 +243,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_path = Path(tmp) / "enc.pt"
         _encode(args.ckpt, args.utterances, args.modality, data_path)
-        frames = [e.shape[0] for e, _, _ in torch.load(data_path, weights_only=False)["items"]]
+        frames = [e.shape[0] for e, _, _ in torch.load(data_path, weights_only=True)["items"]]
         print(f"{len(frames)} {args.modality} test utterances, encoder frames "
               f"{min(frames)}-{max(frames)} (mean {sum(frames) / len(frames):.0f}); "
               f"{args.threads} thread(s)")

@@ -23,7 +23,7 @@ def test_average_last_n_by_step(tmp_path):
     _ckpt(ckdir / "last.ckpt", 40, 6.0)  # same step as step40: counted once
     report = main(["--dir", str(ckdir), "--last", "3", "--out", str(tmp_path / "avg.ckpt")])
     assert report["steps"] == [20, 30, 40]
-    avg = torch.load(tmp_path / "avg.ckpt", weights_only=False)
+    avg = torch.load(tmp_path / "avg.ckpt", weights_only=True)
     assert torch.equal(avg["state_dict"]["model.w"], torch.full((2, 3), 11.0 / 3))
     assert avg["state_dict"]["model.h"].dtype == torch.float16
     assert int(avg["state_dict"]["model.bn.num_batches_tracked"]) == 40  # from the newest

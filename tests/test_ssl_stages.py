@@ -45,7 +45,7 @@ def _run_and_resume(root: Path, out: Path, *extra: str) -> dict:
     summary = train(_cfg(root, out, *extra, "trainer.max_steps=3", f"ckpt_path={last}"),
                     extra_callbacks=[probe])
     assert probe.start_step == 2 and summary["global_step"] == 3
-    return torch.load(last, map_location="cpu", weights_only=False)
+    return torch.load(last, map_location="cpu", weights_only=True)
 
 
 def _part(state: dict, prefix: str) -> dict[str, torch.Tensor]:
@@ -93,7 +93,7 @@ def test_pretrain_checkpoint_loads_into_finetuning_frozen_then_trained(
     assert summary["global_step"] == 3
     start, after2 = snapshots[0], snapshots[2]
     final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=False)["state_dict"]
+                       weights_only=True)["state_dict"]
     for k, v in start.items():
         top = k.split(".")[0]
         if top in PRETRAINED and v.is_floating_point():

@@ -59,7 +59,7 @@ def test_train_checkpoint_resume_and_evaluate(tiny_synth_root, tmp_path):
     summary = train(_cfg(tiny_synth_root, out, *common, "trainer.max_steps=2"))
     last = out / "checkpoints" / "last.ckpt"
     assert summary["global_step"] == 2 and last.is_file()
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
     saved_opt_step = float(next(iter(ckpt["optimizer_states"][0]["state"].values()))["step"])
     assert saved_opt_step == 2.0
@@ -72,7 +72,7 @@ def test_train_checkpoint_resume_and_evaluate(tiny_synth_root, tmp_path):
     assert probe.start_opt_step == saved_opt_step  # Adam moments restored, not fresh
     assert probe.start_lr == pytest.approx(ckpt["optimizer_states"][0]["param_groups"][0]["lr"])
     assert summary["global_step"] == 4
-    ckpt2 = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt2 = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt2["global_step"] == 4
     assert ckpt2["lr_schedulers"][0]["last_epoch"] == 4
 

@@ -179,15 +179,9 @@ def read_checkpoint(path: str | Path) -> Any:
     parameters) goes through :mod:`avsr.convert.unpickler`, which rebuilds only tensors and
     plain containers and stands in inert records for every other class.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any refusal of the safe loader: fall back to stubs
-        from avsr.convert import unpickler
+    from avsr.checkpoints.reader import read_checkpoint as read
 
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=unpickler)
+    return read(path, foreign=True)
 
 
 def state_dict_of(obj: Any, source: str) -> dict[str, torch.Tensor]:

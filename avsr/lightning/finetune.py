@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from avsr.checkpoints import read_checkpoint
 from avsr.lightning.supervised import SupervisedTask
 
 __all__ = ["load_pretrained", "apply_init", "finetune_task", "FreezeSchedule"]
@@ -52,9 +53,7 @@ def load_pretrained(
             tensor's shape differs (the model config must match the pre-training one).
     """
     if isinstance(checkpoint, (str, Path)):
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"init checkpoint {checkpoint}: no such file")
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(checkpoint, what="init checkpoint")
     state = checkpoint.get("state_dict", checkpoint)
     prefix = source.rstrip(".") + "."
     target = model.state_dict()

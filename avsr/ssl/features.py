@@ -65,18 +65,20 @@ def layer_features(ckpt_path: str | Path, utterances: Sequence[Utterance], layer
     from avsr.models.avsr_model import AVSRModel
     from avsr.objectives.braven import collect_block_outputs
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     from omegaconf import OmegaConf
 
+    from avsr.checkpoints import instantiate_stored, read_checkpoint
+
+    checkpoint = read_checkpoint(ckpt_path, what="ckpt")
     cfg = OmegaConf.create(checkpoint["avsr_config"])
-    model: AVSRModel = hydra.utils.instantiate(cfg.model)
+    model: AVSRModel = instantiate_stored(cfg.model, f"{ckpt_path}: model")
     parts = [n for n in ("audio_frontend", "video_frontend", "fusion", "encoder")
              if getattr(model, n, None) is not None]
     load_pretrained(model, checkpoint, parts, source)
     model.eval()
     dataset = AVDataset(list(utterances), None,
-                        hydra.utils.instantiate(cfg.data.eval_video_transform),
-                        hydra.utils.instantiate(cfg.data.eval_audio_transform),
+                        instantiate_stored(cfg.data.eval_video_transform, f"{ckpt_path}: data"),
+                        instantiate_stored(cfg.data.eval_audio_transform, f"{ckpt_path}: data"),
                         modalities=("audio", "video"))
     for start in range(0, len(dataset), batch_size):
         batch = dataset.collate([dataset[i] for i in range(start,

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from avsr.checkpoints import read_checkpoint
+
 __all__ = ["load_init", "apply_inits", "read_state_dict"]
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,7 @@ def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, torch.Tenso
         ValueError: the file holds no tensors, or none under ``prefix``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init weights not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = read_checkpoint(path, what="init weights")
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: not a state_dict or a checkpoint with a 'state_dict'")
