@@ -19,12 +19,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from avsr.checkpoints import load_run
 from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
-from avsr.checkpoints import load_run
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
-from avsr.utils.runtime import ensure_synthetic_corpus, set_torch_threads, skip_totals
+from avsr.utils.runtime import (
+    ensure_synthetic_corpus,
+    set_torch_threads,
+    skip_totals,
+    skips_by_id,
+)
 
 __all__ = ["load_model_from_checkpoint", "build_beam_search", "checkpoint_tokenizer",
            "evaluation_data_config", "evaluate_checkpoint", "main"]
@@ -259,6 +264,11 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         counters = _decode_loader(model, loader, tokenizer, mods, decoders,
                                   float(decode_cfg.max_len_ratio), limit, beam, lm,
                                   keep_records=write_hyps, progress=progress)
+        if noise == "clean":
+            # every noisy condition decodes the same files: judge the bad ones now, not after
+            # the whole matrix (small or limited test sets never reach the running check)
+            data = loader.dataset
+            data.report.check(data.max_bad_fraction, 1)
         if "video" in modalities:
             if video_only is None:
                 video_only = {k: v for k, v in counters.items() if k[0] == "video"}
@@ -284,7 +294,9 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
 
     primary = decode_cfg.get("primary_decoder") or decoders[-1]
     md = _markdown(rows, decoders)
-    skipped = skip_totals(datamodule.skip_summary())
+    # each condition is a dataset over the same files: a bad file counts once, by id
+    skipped = {**skip_totals(datamodule.skip_summary()),
+               **skips_by_id(datamodule.datasets.values())}
     result = {
         "checkpoint": str(ckpt_path),
         "rows": rows,

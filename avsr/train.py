@@ -45,11 +45,43 @@ class _ConfigInCheckpoint(pl.Callback):
             checkpoint["avsr_vocabulary"] = self.pieces
 
 
+def _timestamped_run_dir() -> Path | None:
+    """The Hydra output folder of this job when its name is made from the clock (``${now:``
+    in ``hydra.run.dir``, or ``hydra.sweep.dir`` for a multirun); None when the folder is
+    fixed or the job was not started by Hydra (``train(cfg)`` from Python)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    node = hydra_cfg.sweep if hydra_cfg.get("mode") == RunMode.MULTIRUN else hydra_cfg.run
+    pattern = OmegaConf.to_container(node, resolve=False).get("dir")  # as written, unresolved
+    output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None)
+    if output_dir is None or "${now:" not in str(pattern):
+        return None
+    return Path(output_dir)
+
+
 def _resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
-    """``ckpt_path=last`` resumes from this run's own ``last.ckpt`` if there is one."""
+    """``ckpt_path=last`` resumes from this run's own ``last.ckpt`` if there is one.
+
+    Raises:
+        ValueError: ``ckpt_path=last`` in a run folder named after the clock (Hydra's default
+            ``hydra.run.dir``): every start gets a new, empty folder, so it could never resume.
+        FileNotFoundError: an explicit checkpoint path that does not exist.
+    """
     if ckpt_path in (None, "", "null"):
         return None
     if ckpt_path == "last":
+        run_dir = _timestamped_run_dir()
+        if run_dir is not None and (run_dir.resolve() == checkpoint_dir.resolve()
+                                    or run_dir.resolve() in checkpoint_dir.resolve().parents):
+            raise ValueError(
+                f"ckpt_path=last resumes from <run dir>/checkpoints/last.ckpt, but this run's "
+                f"folder {run_dir} is new (Hydra names it after the clock), so nothing could "
+                "ever be resumed: give the run a fixed folder, e.g. hydra.run.dir=logs/my_run "
+                "(the same one on every start)")
         last = checkpoint_dir / "last.ckpt"
         if last.is_file():
             return str(last)
@@ -71,6 +103,9 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     which = cfg.get("eval_checkpoint", "best")  # checked before, not after, a long training
     if which not in ("best", "last"):
         raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {which!r}")
+    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
+    # before any work: ckpt_path=last in a fresh time-stamped folder could never resume
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
     set_torch_threads(cfg.get("num_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -110,8 +145,6 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     for lg in loggers:
         lg.log_hyperparams(config_container)
 
-    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
-    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     for lg in loggers:
         if isinstance(lg, WandbLogger) and trainer.is_global_zero:

@@ -92,6 +92,14 @@ def test_a_missing_tokenizer_is_never_trained(checkpoint, other_root, tmp_path):
     assert not missing.exists() and not missing.parent.exists()
 
 
+def test_one_data_key_changes_and_the_rest_stays_the_checkpoints(checkpoint, tmp_path):
+    """``+data.max_bad_fraction=0.5`` once crashed with ``Missing key load_tokenizer``: the
+    lone key replaced the whole data config."""
+    result = evaluate_checkpoint(checkpoint, _eval_cfg().eval, _eval_cfg().decode,
+                                 tmp_path / "e", {"max_bad_fraction": 0.5})
+    assert result["rows"] and result["rows"][0]["utterances"] == 2
+
+
 def test_data_overrides_are_layered_onto_the_checkpoint():
     argv = ["ckpt=a", "data.corpus.root=b", "+data.x=1", "eval.limit=3"]
     assert _data_overrides_layer_on_checkpoint(argv) == [

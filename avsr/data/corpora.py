@@ -5,6 +5,12 @@ Every record is an :class:`Utterance` whose ``id`` is its path relative to the c
 without suffix (``"test/spk007/00012"``), so ids are stable across machines and match the
 validation lists. Records come back sorted by id, so two runs see the same order.
 
+A transcript that cannot be read (an empty file, no ``Text:`` line, unreadable) does not stop
+the scan: its utterance comes back with empty text, as one without a ``.txt`` does, the reader
+records the file and the problem in ``bad_transcripts`` and logs one warning per split. The
+dataset then skips and counts the item when it needs a transcript (the run summary's skip
+counts), and still uses its media when it does not (unlabelled pre-training).
+
 Layouts:
 
 - LRS3 (and AV-HuBERT / auto_avsr preprocessed copies): ``<root>/{pretrain,trainval,test}/
@@ -26,7 +32,8 @@ from pathlib import Path
 
 from avsr.data.io import FPS
 
-__all__ = ["Utterance", "LRS3", "LRS2", "normalize_text", "read_transcript"]
+__all__ = ["Utterance", "LRS3", "LRS2", "TranscriptError", "normalize_text", "read_transcript",
+           "transcript_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,15 @@ class Utterance:
     num_frames: int | None
 
 
+class TranscriptError(ValueError):
+    """A transcript file that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
 def read_transcript(path: str | Path) -> tuple[str, int | None]:
     """Read an LRS2/LRS3 ``.txt``: the ``Text:`` line and, when present, the word timings.
 
@@ -75,10 +91,16 @@ def read_transcript(path: str | Path) -> tuple[str, int | None]:
         None when the file has no word-timing table (LRS2 ``main``).
 
     Raises:
-        ValueError: the file has no ``Text:`` line (the message names the file).
+        TranscriptError: (a ``ValueError``) the file is empty, has no ``Text:`` line or cannot
+            be read; the message names the file.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise TranscriptError(path, f"unreadable transcript ({e.strerror or e})") from e
+    if not any(line.strip() for line in lines):  # 0 bytes, or only white space
+        raise TranscriptError(path, "empty transcript file")
     text: str | None = None
     last_end: float | None = None
     in_words = False
@@ -96,17 +118,30 @@ def read_transcript(path: str | Path) -> tuple[str, int | None]:
                 except ValueError:  # a malformed row: keep the previous estimate
                     pass
     if text is None:
-        raise ValueError(f"{path}: no 'Text:' line")
+        raise TranscriptError(path, "no 'Text:' line in transcript")
     # ceil: the clip holds at least the frame in which the last word ends
     num_frames = max(1, math.ceil(last_end * FPS - 1e-6)) if last_end is not None else None
     return normalize_text(text), num_frames
 
 
-def _make_utterance(root: Path, stem: Path, files: set[Path] | None = None) -> Utterance | None:
+def transcript_problem(path: str | Path) -> str:
+    """Why the transcript at ``path`` gives no text: the skip reason a dataset reports."""
+    if not Path(path).is_file():
+        return "missing transcript"
+    try:
+        read_transcript(path)
+    except TranscriptError as e:
+        return e.problem
+    return "empty transcript"  # a Text: line with nothing left after normalisation
+
+
+def _make_utterance(root: Path, stem: Path, files: set[Path] | None = None,
+                    bad: dict[str, str] | None = None) -> Utterance | None:
     """Build the record of ``stem`` (a path without suffix); None when no media exists.
 
     ``files``, when given, is the set of existing files (one directory listing instead of three
-    ``stat`` calls per utterance on a 100k-utterance split).
+    ``stat`` calls per utterance on a 100k-utterance split). A transcript that cannot be read
+    gives empty text (as a missing one does) and is recorded in ``bad`` (path -> problem).
     """
     def exists(p: Path) -> bool:
         return p in files if files is not None else p.is_file()
@@ -116,7 +151,13 @@ def _make_utterance(root: Path, stem: Path, files: set[Path] | None = None) -> U
     audio = str(wav) if exists(wav) else video
     if video is None and audio is None:
         return None
-    text, num_frames = read_transcript(txt) if exists(txt) else ("", None)
+    text, num_frames = "", None
+    if exists(txt):
+        try:
+            text, num_frames = read_transcript(txt)
+        except TranscriptError as e:  # one bad file must not stop a 100k-file scan
+            if bad is not None:
+                bad[e.path] = e.problem
     return Utterance(
         id=stem.relative_to(root).as_posix(),
         video_path=video,
@@ -136,6 +177,15 @@ def _read_id_list(path: Path) -> list[str]:
     return ids
 
 
+def _warn_bad(corpus: str, split: str, bad: dict[str, str]) -> None:
+    """One warning per scanned split for all of its unusable transcripts."""
+    if bad:
+        path, problem = next(iter(sorted(bad.items())))
+        log.warning("%s %s: %d unusable transcripts; their utterances get no text and are "
+                    "skipped where a transcript is needed (first: %s: %s)", corpus, split,
+                    len(bad), path, problem)
+
+
 def _require_dir(path: Path, what: str) -> None:
     if not path.is_dir():
         raise FileNotFoundError(f"{what} not found: {path}")
@@ -152,6 +202,9 @@ class LRS3:
 
     Splits: ``pretrain``, ``trainval``, ``test``, ``train`` (trainval minus the val ids) and
     ``val`` (the val ids).
+
+    Attributes:
+        bad_transcripts: ``.txt`` path -> problem of every unusable transcript scanned so far.
     """
 
     SPLITS = ("pretrain", "trainval", "test", "train", "val")
@@ -168,6 +221,7 @@ class LRS3:
             if not self.val_list.is_file():
                 raise FileNotFoundError(f"LRS3 validation list not found: {self.val_list}")
         self._cache: dict[str, list[Utterance]] = {}
+        self.bad_transcripts: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"LRS3(root={str(self.root)!r}, val_list={str(self.val_list)!r})"
@@ -179,7 +233,11 @@ class LRS3:
             # a stem is any utterance with a media file; the .txt alone is not an utterance
             files = set(directory.glob("*/*"))
             stems = {p.with_suffix("") for p in files if p.suffix in (".mp4", ".wav")}
-            utts = [u for s in stems if (u := _make_utterance(self.root, s, files)) is not None]
+            bad: dict[str, str] = {}
+            utts = [u for s in stems
+                    if (u := _make_utterance(self.root, s, files, bad)) is not None]
+            _warn_bad("LRS3", split, bad)
+            self.bad_transcripts.update(bad)
             self._cache[split] = sorted(utts, key=lambda u: u.id)
         return self._cache[split]
 
@@ -227,6 +285,9 @@ class LRS2:
             ``{pretrain,train,val,test}.txt``.
 
     Splits: ``pretrain`` (from ``pretrain/``), ``train``, ``val``, ``test`` (from ``main/``).
+
+    Attributes:
+        bad_transcripts: ``.txt`` path -> problem of every unusable transcript scanned so far.
     """
 
     SPLITS = ("pretrain", "train", "val", "test")
@@ -235,6 +296,7 @@ class LRS2:
         self.root = Path(root).expanduser().resolve()
         _require_dir(self.root, "LRS2 root")
         self._cache: dict[str, list[Utterance]] = {}
+        self.bad_transcripts: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"LRS2(root={str(self.root)!r})"
@@ -257,18 +319,22 @@ class LRS2:
                     f"LRS2 list file for split '{split}' not found: {list_file}")
             sub = "pretrain" if split == "pretrain" else "main"
             _require_dir(self.root / sub, f"LRS2 media directory for split '{split}'")
-            utts, missing = self._records(sub, _read_id_list(list_file))
+            bad: dict[str, str] = {}
+            utts, missing = self._records(sub, _read_id_list(list_file), bad)
+            _warn_bad("LRS2", split, bad)
+            self.bad_transcripts.update(bad)
             if missing:
                 log.warning("LRS2 %s: %d listed utterances have no media (first: %s)", split,
                             len(missing), missing[0])
             self._cache[split] = sorted(utts, key=lambda u: u.id)
         return list(self._cache[split])
 
-    def _records(self, sub: str, ids: Iterable[str]) -> tuple[list[Utterance], list[str]]:
+    def _records(self, sub: str, ids: Iterable[str], bad: dict[str, str]
+                 ) -> tuple[list[Utterance], list[str]]:
         utts, missing = [], []
         for uid in ids:
             stem = self.root / sub / uid
-            utt = _make_utterance(self.root, stem)
+            utt = _make_utterance(self.root, stem, bad=bad)
             if utt is None:
                 missing.append(str(stem.with_suffix(".mp4")))
             else:

@@ -30,6 +30,7 @@ from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
 from avsr.data.io import FPS, MediaError, probe
 from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
+from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
 from avsr.data.tokenizer import Tokenizer, train_tokenizer
 from avsr.data.transforms import AudioTransform, VideoTransform
@@ -159,6 +160,10 @@ class AVDataModule(pl.LightningDataModule):
             training; the unlabelled pool is every training utterance, loaded clean: evaluation
             transforms, no noise).
         unlabelled_max_frames: frame budget of the unlabelled sampler (default ``max_frames``).
+
+    Raises:
+        ValueError: a numeric or boolean option of the wrong type or range (names the key and
+            the value), here rather than deep in the sampler once the model is built.
     """
 
     # the item type; a subclass over another corpus (LRW words) swaps it
@@ -227,14 +232,13 @@ class AVDataModule(pl.LightningDataModule):
         self.seed = seed
         self.max_bad_fraction = max_bad_fraction
         self.pin_memory = pin_memory
-        if not 0.0 < labelled_fraction <= 1.0:
-            raise ValueError(f"labelled_fraction must be in (0, 1], got {labelled_fraction}")
         if train_data not in TRAIN_DATA:
             raise ValueError(f"train_data must be one of {TRAIN_DATA}, got {train_data!r}")
         self.labelled_fraction = labelled_fraction
         self.labelled_seed = labelled_seed
         self.train_data = train_data
         self.unlabelled_max_frames = unlabelled_max_frames or max_frames
+        check_options(self)  # now, not in the sampler once the model is built
         self.tokenizer: Any = tokenizer  # None: load/train the SentencePiece model on demand
         self.datasets: dict[str, AVDataset] = {}
         self.samplers: dict[str, FrameBudgetBatchSampler] = {}

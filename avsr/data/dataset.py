@@ -1,13 +1,19 @@
 """Audio-visual dataset over :class:`~avsr.data.corpora.Utterance` records, and its collate.
 
 An item that cannot be used (unreadable, truncated or corrupt media, a missing stream, the
-wrong frame rate, zero-length audio, audio and video of different lengths, a missing or empty
-transcript) is *skipped*: ``__getitem__`` returns None, logs a warning naming the file and the
-problem, and records it in :attr:`AVDataset.report`. The collate drops Nones and lists the
-skipped items of the batch under ``batch["skipped"]``, so skips that happen in DataLoader
-worker processes reach the main process (:class:`avsr.data.datamodule.AVDataLoader` merges
-them into the main-process report). Too many skips raise :class:`TooManyBadItemsError`
-instead of silently training on a fraction of the data.
+wrong frame rate, zero-length audio, audio and video of different lengths, media shorter than
+its transcript's word timings, a missing, empty or unreadable transcript) is *skipped*:
+``__getitem__`` returns None, logs a warning naming the file and the problem, and records it
+in :attr:`AVDataset.report`. The collate drops Nones and lists the skipped items of the batch
+under ``batch["skipped"]``, so skips that happen in DataLoader worker processes reach the main
+process (:class:`avsr.data.datamodule.AVDataLoader` merges them into the main-process
+report). Too many skips raise :class:`TooManyBadItemsError` instead of silently training on a
+fraction of the data.
+
+Transcripts with characters the tokenizer does not know are not skipped (their ``<unk>``
+targets are still usable) but counted once when the dataset is built: one warning, and
+``unknown_text`` in :attr:`AVDataset.skipped` names them (see
+:func:`avsr.data.tokenizer.unknown_text`).
 """
 
 from __future__ import annotations
@@ -22,14 +28,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from avsr.data.corpora import Utterance, normalize_text
+from avsr.data.corpora import Utterance, normalize_text, transcript_problem
 from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
+from avsr.data.tokenizer import unknown_text
 
 __all__ = ["AVDataset", "SkipReport", "TooManyBadItemsError", "collate_fn"]
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "video")
+
+# unknown-text reports already warned about in this process: every noisy copy of a test set is
+# a new dataset over the same transcripts, and one warning says it all
+_WARNED_UNKNOWN: set[tuple[Any, ...]] = set()
 
 
 class TooManyBadItemsError(RuntimeError):
@@ -40,13 +51,15 @@ class SkipReport:
     """Counts of items seen and skipped, with the skipped files and their problems.
 
     ``seen`` and ``skips`` count events (an item skipped every epoch counts every epoch, so
-    ``fraction`` is a rate); ``items`` holds each skipped id once.
+    ``fraction`` is a rate); ``items`` holds each skipped id once. ``unknown_text`` is the
+    dataset's count of transcripts with ``<unk>`` tokens (None: not counted, no tokenizer).
     """
 
     def __init__(self) -> None:
         self.seen = 0
         self.skips = 0
         self.items: dict[str, tuple[str, str]] = {}  # id -> (path, problem)
+        self.unknown_text: dict[str, Any] | None = None
 
     def record(self, uid: str, path: str, problem: str) -> bool:
         """Count one skip; returns True the first time ``uid`` is skipped."""
@@ -82,13 +95,16 @@ class SkipReport:
     def summary(self) -> dict[str, Any]:
         """Plain dict for a run summary: counts, unique skipped per problem, file names."""
         problems = Counter(problem.split(" (")[0] for _, problem in self.items.values())
-        return {
+        summary = {
             "seen": self.seen,
             "skipped": self.skips,
             "skipped_unique": len(self.items),
             "by_problem": dict(sorted(problems.items())),
             "files": sorted(path for path, _ in self.items.values()),
         }
+        if self.unknown_text is not None:
+            summary["unknown_text"] = dict(self.unknown_text)
+        return summary
 
     def __str__(self) -> str:
         s = self.summary()
@@ -121,6 +137,13 @@ class AVDataset(Dataset):
         max_av_mismatch_s: largest tolerated difference between the audio and video durations
             of an item that has both (codec padding is a frame or two); beyond it the streams
             are not the same recording or one is cut, and the item is skipped. None: no check.
+        max_text_overrun_s: how far the transcript's last word may end after the decoded media
+            (video, else audio) of a labelled item before it is skipped: its transcript
+            describes speech the media no longer holds (a cut file, or a cut that re-indexed
+            it). Alignment times are rounded and segmenters round piece ends, hence a few
+            frames of slack. None: no check.
+        unknown_fraction: transcripts with a larger share of ``<unk>`` tokens are named apart
+            in the ``unknown_text`` count.
     """
 
     def __init__(
@@ -136,6 +159,8 @@ class AVDataset(Dataset):
         *,
         min_items_for_check: int = 20,
         max_av_mismatch_s: float | None = 0.4,
+        max_text_overrun_s: float | None = 0.2,
+        unknown_fraction: float = 0.1,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
@@ -150,10 +175,29 @@ class AVDataset(Dataset):
         self.max_bad_fraction = max_bad_fraction
         self.min_items_for_check = min_items_for_check
         self.max_av_mismatch_s = max_av_mismatch_s
+        self.max_text_overrun_s = max_text_overrun_s
         self.cache = cache
         self._cache: dict[int, tuple[Tensor | None, Tensor | None] | MediaError] = {}
         self.report = SkipReport()
         self._pending: list[dict[str, str]] = []  # skips since the last collate, this process
+        if tokenizer is not None and getattr(tokenizer, "unk_id", None) is not None:
+            self._count_unknown_text(unknown_fraction)
+
+    def _count_unknown_text(self, max_fraction: float) -> None:
+        """Count transcripts with ``<unk>`` tokens once, here: the count does not depend on
+        workers or epochs, and a sentence encodes in microseconds (~1 s per 100k)."""
+        found = unknown_text(((u.id, u.text) for u in self.utterances), self.tokenizer,
+                             max_fraction=max_fraction)
+        self.report.unknown_text = found
+        key = (repr(self.tokenizer), len(self.utterances), *found["first_ids"])
+        if not found["utterances"] or key in _WARNED_UNKNOWN:
+            return
+        _WARNED_UNKNOWN.add(key)
+        log.warning(
+            "%d of %d transcripts hold characters the tokenizer does not know (trained and "
+            "scored as <unk>): first %s; %d are over %.0f%% <unk> tokens: %s",
+            found["utterances"], len(self.utterances), found["first_ids"][:5],
+            found["mostly_unknown"], 100 * max_fraction, found["mostly_unknown_ids"][:5])
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -225,8 +269,8 @@ class AVDataset(Dataset):
         if self.tokenizer is not None and not text:
             media = utt.video_path or utt.audio_path
             txt = Path(media).with_suffix(".txt") if media else None
-            problem = "empty transcript" if txt is not None and txt.is_file() else (
-                "missing transcript")
+            # the corpus reader gave empty text; say why (missing, empty, no Text: line)
+            problem = transcript_problem(txt) if txt is not None else "missing transcript"
             return self._skip(utt, str(txt) if txt else None, problem)
         try:
             video, audio = self.load_media(index)
@@ -240,6 +284,16 @@ class AVDataset(Dataset):
             if limit is not None and abs(video_s - audio_s) > limit:
                 return self._skip(utt, utt.video_path, "audio/video length mismatch "
                                   f"(audio {audio_s:.2f} s, video {video_s:.2f} s)")
+        if self.tokenizer is not None and utt.num_frames is not None and (
+                self.max_text_overrun_s is not None):  # timings matter only for used labels
+            media_s = (video.shape[0] / FPS if video is not None
+                       else audio.numel() / SAMPLE_RATE)
+            text_s = utt.num_frames / FPS
+            if text_s - media_s > self.max_text_overrun_s:
+                return self._skip(utt, utt.video_path or utt.audio_path,
+                                  "media shorter than transcript (words end at "
+                                  f"{text_s:.2f} s, media has {media_s:.2f} s)")
+        if video is not None and audio is not None:
             # the model pairs 640 samples with each frame: cut the codec tail or pad with silence
             target = video.shape[0] * SAMPLES_PER_FRAME
             audio = audio[:target] if audio.numel() >= target else torch.nn.functional.pad(

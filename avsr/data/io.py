@@ -3,6 +3,10 @@
 Video comes back as grayscale ``uint8`` frames, audio as 16 kHz mono ``float32``. Every failure
 is a :class:`MediaError` that names the file and the problem, so datasets can count and report
 skips instead of silently producing zeros.
+
+A file cut at the tail whose index sits at the front (``movflags=faststart``) opens fine and
+decodes only its first part; the loaders compare what they decoded with what the container
+declares and raise ``truncated video`` / ``truncated audio`` instead of returning the part.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ __all__ = [
 SAMPLE_RATE = 16000
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: one video frame of audio
+# Decoded frames may fall short of the container's count by this much without the file being
+# cut: muxers and edit lists disagree with the decoder by a frame now and then.
+MAX_MISSING_FRAMES = 2
 
 
 class MediaError(RuntimeError):
@@ -80,8 +87,18 @@ def _gray(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance: float = 0.5
-               ) -> torch.Tensor:
+def _declared_frames(stream: av.video.stream.VideoStream) -> int | None:
+    """Frames the container says the video stream holds: its frame count, else its duration
+    times its rate; None when it says neither (then there is nothing to compare with)."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base and stream.average_rate:
+        return round(float(stream.duration * stream.time_base * stream.average_rate))
+    return None
+
+
+def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance: float = 0.5,
+               *, max_missing_frames: int | None = MAX_MISSING_FRAMES) -> torch.Tensor:
     """Decode every video frame of ``path`` to grayscale.
 
     Args:
@@ -90,13 +107,16 @@ def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance
             check. Mouth-ROI models are trained at 25 fps, so another rate is an error, not
             something to resample silently.
         fps_tolerance: allowed deviation from ``expected_fps``.
+        max_missing_frames: how many fewer frames than the container declares may decode
+            before the file counts as truncated; None: no check.
 
     Returns:
         Tensor of shape (T, H, W), dtype uint8.
 
     Raises:
-        MediaError: the file is missing, unreadable, has no video stream, the wrong frame rate
-            or no decodable frame.
+        MediaError: the file is missing, unreadable, truncated (fewer frames decode than the
+            container declares), has no video stream, the wrong frame rate or no decodable
+            frame.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,6 +131,7 @@ def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance
             if expected_fps is not None and rate is not None and abs(rate - expected_fps) > fps_tolerance:
                 raise MediaError(path, f"video is {rate:.2f} fps, expected {expected_fps}")
             stream.thread_type = "AUTO"
+            declared = _declared_frames(stream)
             for frame in container.decode(stream):
                 frames.append(_gray(frame))
     except MediaError:
@@ -121,19 +142,34 @@ def load_video(path: str | Path, expected_fps: float | None = FPS, fps_tolerance
         raise MediaError(path, f"video decoding failed ({e})") from e
     if not frames:
         raise MediaError(path, "no decodable video frame")
+    if (max_missing_frames is not None and declared is not None
+            and len(frames) < declared - max_missing_frames):
+        # the problem's text before " (" is the skip report's category: keep counts out of it
+        raise MediaError(path, f"truncated video (decoded {len(frames)} of {declared} frames "
+                               "the container declares)")
     return torch.from_numpy(np.stack(frames))
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *,
+               max_missing_s: float | None = MAX_MISSING_FRAMES / FPS) -> torch.Tensor:
     """Decode the first audio stream of ``path`` to mono float at ``sample_rate``.
 
     Resampling and down-mixing go through FFmpeg's resampler (PyAV ``AudioResampler``).
+
+    Args:
+        path: media file with an audio stream (mp4, wav, ...).
+        sample_rate: output rate.
+        max_missing_s: how much shorter than the stream's declared duration the decoded audio
+            may be, plus one codec frame (a cut file ends on a whole packet), before the file
+            counts as truncated; None: no check. Streams without a declared duration (and WAV,
+            whose demuxer derives it from the file size) are not checked.
 
     Returns:
         Tensor of shape (S,), dtype float32, values in [-1, 1].
 
     Raises:
-        MediaError: missing file, no audio stream, decoding failure or zero samples.
+        MediaError: missing file, no audio stream, truncated stream, decoding failure or zero
+            samples.
     """
     path = Path(path)
     if not path.is_file():
@@ -144,8 +180,13 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
             if not container.streams.audio:
                 raise MediaError(path, "no audio stream")
             stream = container.streams.audio[0]
+            declared_s = (float(stream.duration * stream.time_base)
+                          if stream.duration and stream.time_base else None)
+            codec_frame_s = (stream.codec_context.frame_size or 0) / (stream.rate or sample_rate)
+            decoded_s = 0.0
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             for frame in container.decode(stream):
+                decoded_s += frame.samples / (frame.sample_rate or sample_rate)
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):  # flush the resampler's delay line
@@ -158,6 +199,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         raise MediaError(path, f"audio decoding failed ({e})") from e
     if not chunks or sum(c.size for c in chunks) == 0:
         raise MediaError(path, "zero-length audio")
+    if (max_missing_s is not None and declared_s is not None
+            and decoded_s < declared_s - max_missing_s - codec_frame_s):
+        raise MediaError(path, f"truncated audio (decoded {decoded_s:.2f} s of {declared_s:.2f} s "
+                               "the container declares)")
     return torch.from_numpy(np.concatenate(chunks).astype(np.float32, copy=False))
 
 

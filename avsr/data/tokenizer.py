@@ -23,7 +23,7 @@ from avsr.data.corpora import LRS2, LRS3, normalize_text
 
 __all__ = [
     "Tokenizer", "train_tokenizer", "default_tokenizer_path", "vocabulary", "check_vocabulary",
-    "BLANK_ID", "UNK_ID", "EOS_ID",
+    "unknown_text", "BLANK_ID", "UNK_ID", "EOS_ID",
 ]
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,12 @@ class Tokenizer:
         return normalize_text(text)
 
     def encode(self, text: str) -> list[int]:
-        """Normalise and encode ``text`` to ids (no sos/eos added)."""
+        """Normalise and encode ``text`` to ids (no sos/eos added).
+
+        Characters the model never saw (another script, emoji) become :data:`UNK_ID`; a run
+        of them is one ``<unk>``. Encoding does not complain: datasets count such transcripts
+        with :func:`unknown_text` and report them in the run summary.
+        """
         return self._sp.encode(normalize_text(text), out_type=int)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -183,6 +188,46 @@ def check_vocabulary(tokenizer: Any, expected: Sequence[str], expected_from: str
         f"tokenizer {tokenizer!r} ({len(found)} pieces) differs from the one {expected_from} "
         f"was trained with ({len(expected)} pieces): id {first} is {mine!r} here and "
         f"{theirs!r} there. Decode with the training tokenizer (data.tokenizer_path=...)")
+
+
+def unknown_text(items: Iterable[tuple[str, str]], tokenizer: Any, *, max_fraction: float = 0.1,
+                 max_ids: int = 20) -> dict[str, Any]:
+    """Count the transcripts whose encoding holds the tokenizer's ``<unk>`` id.
+
+    Args:
+        items: ``(utterance id, text)`` pairs; empty texts are passed over.
+        tokenizer: object with ``encode`` and ``unk_id``.
+        max_fraction: transcripts with a larger share of ``<unk>`` tokens are named apart:
+            their targets are mostly noise, not a stray symbol.
+        max_ids: at most this many ids in each list (the summary stays small on a corpus in
+            another script).
+
+    Returns:
+        dict with ``utterances`` (transcripts with at least one ``<unk>``), ``unk_tokens``,
+        ``first_ids`` (the first ``max_ids`` of them, in ``items`` order), ``mostly_unknown``
+        (how many exceed ``max_fraction``), ``mostly_unknown_ids`` and ``max_fraction``.
+    """
+    unk = tokenizer.unk_id
+    count = tokens = mostly = 0
+    first: list[str] = []
+    mostly_ids: list[str] = []
+    for uid, text in items:
+        if not text:
+            continue
+        ids = tokenizer.encode(text)
+        n = sum(1 for i in ids if i == unk)
+        if not n:
+            continue
+        count, tokens = count + 1, tokens + n
+        if len(first) < max_ids:
+            first.append(uid)
+        if n > max_fraction * len(ids):
+            mostly += 1
+            if len(mostly_ids) < max_ids:
+                mostly_ids.append(uid)
+    return {"utterances": count, "unk_tokens": tokens, "first_ids": first,
+            "mostly_unknown": mostly, "mostly_unknown_ids": mostly_ids,
+            "max_fraction": max_fraction}
 
 
 def _main(argv: Sequence[str] | None = None) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from avsr.prepare.manifests import SUBSETS, write_manifests
 from avsr.prepare.pipeline import PrepareOptions, prepare_corpus
-from avsr.prepare.sources import CORPORA
+from avsr.prepare.sources import CORPORA, UnsafePathError
 
 __all__ = ["main"]
 
@@ -105,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     man.set_defaults(func=_manifests)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args.func(args)
+    try:
+        args.func(args)
+    except UnsafePathError as e:  # the offending file and line, without a traceback
+        raise SystemExit(f"python -m avsr.prepare {args.command}: {e}") from e
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from avsr.prepare.pipeline import Piece, read_index
+from avsr.prepare.sources import read_id_list
 
 __all__ = ["SUBSETS", "subset_pieces", "write_manifests"]
 
@@ -87,14 +88,22 @@ def write_manifests(
 
     Returns:
         Items per subset and split.
+
+    Raises:
+        ValueError: an unknown subset (before anything is written: a subset names a folder).
+        UnsafePathError: an id of ``val_list`` or of an ``index.tsv`` that is not a plain
+            relative path (names the file and line).
     """
     roots = {c: Path(r).resolve() for c, r in roots.items()}
     indexes = {c: read_index(r) for c, r in roots.items()}
     val_ids = set()
     if val_list is not None:
-        val_ids = {ln.split()[0] for ln in Path(val_list).read_text().splitlines() if ln.strip()}
+        val_ids = {i for _, i in read_id_list(val_list)}
     if subsets is None:
         subsets = [s for s, need in SUBSETS.items() if set(need) <= set(roots)]
+    unknown = [s for s in subsets if s not in SUBSETS]
+    if unknown:
+        raise ValueError(f"subsets must be among {sorted(SUBSETS)}, got {unknown}")
     base = Path(os.path.commonpath([str(r) for r in roots.values()]))
     counts: dict[str, dict[str, int]] = {}
     for subset in subsets:

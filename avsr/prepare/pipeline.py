@@ -8,6 +8,10 @@ cropped (:mod:`avsr.prepare.crop`); ``pretrain`` utterances cut at word gaps
 complete. A rerun skips complete pieces (resumable, idempotent). Clips whose landmarks cover
 too few frames are skipped and counted, never cropped at a guessed place.
 
+Every output path is checked to resolve inside the output root before anything is written
+(:class:`~avsr.prepare.sources.UnsafePathError` stops the run): the sources already refuse ids
+that could leave it, this is the last line of defence (e.g. a link inside ``out``).
+
 The run writes ``<out>/index.tsv`` (id, split, frames, samples, text of every stored piece;
 the manifests are built from it) and ``<out>/prepare_summary.json``.
 """
@@ -32,7 +36,8 @@ from avsr.prepare.landmarks import interpolate_landmarks, mean_face, read_landma
 from avsr.prepare.landmarks import smooth_landmarks
 from avsr.prepare.segments import MAX_DURATION, MIN_GAP, Segment, Transcript
 from avsr.prepare.segments import format_transcript, read_timed_transcript, split_long
-from avsr.prepare.sources import LONG_SPLITS, Clip, list_clips
+from avsr.prepare.sources import LONG_SPLITS, Clip, UnsafePathError, check_relative_id
+from avsr.prepare.sources import is_within, list_clips
 
 __all__ = ["PrepareOptions", "Piece", "ClipResult", "prepare_clip", "prepare_corpus",
            "read_index", "write_wav"]
@@ -112,10 +117,25 @@ def _segments(clip: Clip, opts: PrepareOptions) -> tuple[Transcript | None, list
     return tr, [Segment("", 0.0, None, tr.text, tr.words)]
 
 
+def output_stem(out: Path, piece_id: str) -> Path:
+    """``<out>/<piece_id>``, the stem of a piece's files, proven to stay inside ``out``.
+
+    Raises:
+        UnsafePathError: ``piece_id`` is not a plain relative path, or the stem resolves
+            (through a symbolic link) outside ``out``.
+    """
+    check_relative_id(piece_id, f"output id under {out}")
+    stem = out / piece_id
+    target = stem.resolve()
+    if not is_within(target, out.resolve()):
+        raise UnsafePathError(f"output {stem} resolves to {target}, outside --out {out}")
+    return stem
+
+
 def _existing(out: Path, clip: Clip, segments: list[Segment]) -> list[Piece] | None:
     pieces = []
     for seg in segments:
-        stem = out / f"{clip.id}{seg.suffix}"
+        stem = output_stem(out, f"{clip.id}{seg.suffix}")
         mp4, wav = stem.with_suffix(".mp4"), stem.with_suffix(".wav")
         if not (mp4.is_file() and wav.is_file()):
             return None
@@ -138,7 +158,11 @@ def _read_frames(path: Path) -> np.ndarray:
 
 def prepare_clip(clip: Clip, out: str | Path, opts: PrepareOptions) -> ClipResult:
     """Prepare one raw clip into its stored piece(s) under ``out``; never raises for a bad
-    clip (the result says what happened)."""
+    clip (the result says what happened).
+
+    Raises:
+        UnsafePathError: an output path would leave ``out`` (never a per-clip failure).
+    """
     out = Path(out)
     try:
         transcript, segments = _segments(clip, opts)
@@ -166,7 +190,7 @@ def prepare_clip(clip: Clip, out: str | Path, opts: PrepareOptions) -> ClipResul
             f1 = n if seg.end is None else min(int(seg.end * FPS), n)
             if f1 <= f0:
                 continue
-            stem = out / f"{clip.id}{seg.suffix}"
+            stem = output_stem(out, f"{clip.id}{seg.suffix}")
             stem.parent.mkdir(parents=True, exist_ok=True)
             samples = audio[f0 * SAMPLES_PER_FRAME:f1 * SAMPLES_PER_FRAME]
             write_wav(stem.with_suffix(".wav"), samples)
@@ -177,16 +201,23 @@ def prepare_clip(clip: Clip, out: str | Path, opts: PrepareOptions) -> ClipResul
             pieces.append(Piece(f"{clip.id}{seg.suffix}", clip.split, f1 - f0, len(samples),
                                 seg.text))
         return ClipResult(clip.id, "written", pieces)
+    except UnsafePathError:
+        raise  # hostile input, not a bad clip: stop the run
     except (MediaError, ValueError, OSError) as e:
         return ClipResult(clip.id, "failed", message=str(e))
 
 
 def read_index(root: str | Path) -> list[Piece]:
-    """The pieces recorded in ``<root>/index.tsv``."""
+    """The pieces recorded in ``<root>/index.tsv``.
+
+    Raises:
+        UnsafePathError: an id is not a plain relative path (names the file and line).
+    """
     path = Path(root) / "index.tsv"
     pieces = []
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], 2):
         pid, split, frames, samples, text = line.split("\t")
+        check_relative_id(pid, f"{path}:{n}")
         pieces.append(Piece(pid, split, int(frames), int(samples), text))
     return pieces
 
@@ -204,13 +235,20 @@ def prepare_corpus(
     progress: bool = True,
 ) -> dict:
     """Prepare every clip of a raw corpus in parallel (``workers`` processes) with a progress
-    bar; returns (and writes) the summary: counts per status and the skipped clips."""
+    bar; returns (and writes) the summary: counts per status and the skipped clips.
+
+    Raises:
+        UnsafePathError: an id or output path that would leave ``out``, found before any clip
+            is written (see :func:`~avsr.prepare.sources.list_clips`).
+    """
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     opts = options or PrepareOptions()
-    clips = list_clips(corpus, src, landmarks, splits, id_list)
+    clips = list_clips(corpus, src, landmarks, splits, id_list)  # checks every id first
+    out.mkdir(parents=True, exist_ok=True)
+    for c in clips:  # and every destination, before the first write
+        output_stem(out, c.id)
     job = partial(prepare_clip, out=out, opts=opts)
     results: list[ClipResult] = []
     bar = tqdm(total=len(clips), desc=f"prepare {corpus}", unit="clip", disable=not progress)
