@@ -8,32 +8,39 @@ RUN_DIR ?= logs/synth_grid
 EXPERIMENT ?= synth_grid
 PYTEST_ARGS ?=
 # Every install resolves from the lock, so a release published tomorrow changes nothing here.
-# requirements/lock.txt: the whole environment of pyproject.toml's dependencies + the dev and ssl
-# extras, for every platform and Python >= 3.10 (uv's universal resolution); `make lock` remakes it.
+# requirements/lock.txt: the whole environment of pyproject.toml's dependencies + the dev, ssl
+# and prepare extras, for every platform and Python >= 3.10 (uv's universal resolution); `make lock` remakes it.
 # requirements/no-deps.txt: packages installed without their dependency lists (ESPnet).
 LOCK := requirements/lock.txt
 NO_DEPS := requirements/no-deps.txt
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
-LOCK_EXTRAS := --extra dev --extra ssl
+LOCK_EXTRAS := --extra dev --extra ssl --extra prepare
 # glibc returns every large freed block to the kernel by default, so each training step
 # page-faults its activations in again; keeping them mapped makes CPU steps much faster.
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 
 .PHONY: demo test test-fast install install-dev lock clean-demo
 
-$(PY):
+# A changed lock rebuilds the environment from scratch: pip never removes a package that the
+# new lock dropped, and a leftover (an old protobuf user, say) is an environment that is not
+# the lock.
+define fresh_venv
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
+endef
 
-$(VENV)/.installed: pyproject.toml $(LOCK) | $(PY)
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(fresh_venv)
 	$(PY) -m pip install --quiet -c $(LOCK) -e .
 	touch $@
 
 # pip check runs before ESPnet goes in: ESPnet is installed without its (large) dependency
 # list, because the parts we compare against import with our own dependencies alone.
-$(VENV)/.installed-dev: pyproject.toml $(LOCK) $(NO_DEPS) | $(PY)
-	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,ssl]"
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) $(NO_DEPS)
+	$(fresh_venv)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,ssl,prepare]"
 	$(PY) -m pip check
 	$(PY) -m pip install --quiet --no-deps -r $(NO_DEPS)
 	touch $@ $(VENV)/.installed
