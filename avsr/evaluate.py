@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from avsr.checkpoints import load_run
 from avsr.decoding.beam_search import BeamSearch
+from avsr.decoding.ctc_beam import CTCPrefixBeamSearch
 from avsr.decoding.greedy import attention_greedy, ctc_greedy
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
@@ -31,13 +32,14 @@ from avsr.utils.runtime import (
     skips_by_id,
 )
 
-__all__ = ["load_model_from_checkpoint", "build_beam_search", "checkpoint_tokenizer",
+__all__ = ["load_model_from_checkpoint", "build_beam_search", "build_ctc_beam_search",
+           "checkpoint_tokenizer",
            "evaluation_data_config", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "video", "audiovisual")
-DECODERS = ("ctc_greedy", "attention_greedy", "beam")
+DECODERS = ("ctc_greedy", "attention_greedy", "beam", "ctc_beam")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
@@ -73,18 +75,34 @@ def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
     """The ``decode`` node's beam search and its language model (``lm_ckpt``), if any."""
     if "beam" not in decode_cfg.decoders:
         return None, None
-    lm = None
-    if decode_cfg.get("lm_ckpt"):
-        from avsr.train_lm import load_lm_checkpoint
+    return hydra.utils.instantiate(decode_cfg.beam), _decode_lm(decode_cfg)
 
-        lm = load_lm_checkpoint(decode_cfg.lm_ckpt)
-    return hydra.utils.instantiate(decode_cfg.beam), lm
+
+def _decode_lm(decode_cfg: DictConfig) -> Any:
+    if not decode_cfg.get("lm_ckpt"):
+        return None
+    from avsr.train_lm import load_lm_checkpoint
+
+    return load_lm_checkpoint(decode_cfg.lm_ckpt)
+
+
+def build_ctc_beam_search(decode_cfg: DictConfig, lm: Any = None
+                          ) -> tuple[CTCPrefixBeamSearch | None, Any]:
+    """The ``decode`` node's CTC prefix beam search (its ``ctc_beam`` node, else the defaults)
+    and its language model (``lm_ckpt``; ``lm``: one already loaded), if ``ctc_beam`` is one
+    of ``decode.decoders``."""
+    if "ctc_beam" not in decode_cfg.decoders:
+        return None, None
+    node = decode_cfg.get("ctc_beam")
+    search = hydra.utils.instantiate(node) if node is not None else CTCPrefixBeamSearch()
+    return search, lm if lm is not None else _decode_lm(decode_cfg)
 
 
 @torch.inference_mode()
 def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio: float,
                    limit: int | None, beam: BeamSearch | None = None, lm: Any = None,
-                   keep_records: bool = False, progress: tqdm | None = None
+                   keep_records: bool = False, progress: tqdm | None = None,
+                   ctc_beam: CTCPrefixBeamSearch | None = None
                    ) -> dict[tuple[str, str], ErrorCounter]:
     counters = {(m, d): ErrorCounter(keep_records=keep_records)
                 for m in modalities for d in decoders}
@@ -109,6 +127,10 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
                 elif d == "beam" and beam is not None:
                     nbest = beam(model.decoder, enc, enc_lengths, model.ctc(enc),
                                  tokenizer.sos_id, tokenizer.eos_id, tokenizer.blank_id, lm=lm)
+                    hyps = [h[0].tokens if h else [] for h in nbest]
+                elif d == "ctc_beam" and ctc_beam is not None:
+                    nbest = ctc_beam(model.ctc(enc), enc_lengths, tokenizer.blank_id, lm=lm,
+                                     sos_id=tokenizer.sos_id, eos_id=tokenizer.eos_id)
                     hyps = [h[0].tokens if h else [] for h in nbest]
                 else:
                     raise ValueError(f"unknown decoder {d!r}; choose from {DECODERS}")
@@ -244,6 +266,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
     decoders = list(decode_cfg.decoders)
     limit = eval_cfg.get("limit")
     beam, lm = build_beam_search(decode_cfg)
+    ctc_beam, ctc_lm = build_ctc_beam_search(decode_cfg, lm)
+    lm = lm if lm is not None else ctc_lm
     write_hyps = bool(eval_cfg.get("write_hyps", False))
     hyp_files: list[Path] = []
 
@@ -263,7 +287,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
         mods = [m for m in modalities if not (m == "video" and video_only is not None)]
         counters = _decode_loader(model, loader, tokenizer, mods, decoders,
                                   float(decode_cfg.max_len_ratio), limit, beam, lm,
-                                  keep_records=write_hyps, progress=progress)
+                                  keep_records=write_hyps, progress=progress,
+                                  ctc_beam=ctc_beam)
         if noise == "clean":
             # every noisy condition decodes the same files: judge the bad ones now, not after
             # the whole matrix (small or limited test sets never reach the running check)

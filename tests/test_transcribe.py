@@ -66,7 +66,8 @@ def test_file_folder_and_list_give_the_same_transcripts(tiny_ckpt, tmp_path) -> 
 def test_missing_stream_is_a_clear_error(tiny_ckpt, tmp_path) -> None:
     silent = write_clip(tmp_path / "silent.mp4", 10, audio=False)
     with pytest.raises(ValueError, match=r"silent.mp4 has no audio stream.*modality=video"):
-        transcribe(tiny_ckpt, silent, "audiovisual", _decode_cfg())
+        transcribe(tiny_ckpt, silent, "audiovisual", _decode_cfg(), on_missing_stream="error")
+    # by default it falls back to video with a warning (tests/test_transcribe_any.py)
     assert len(transcribe(tiny_ckpt, silent, "video", _decode_cfg())) == 1
     with pytest.raises(FileNotFoundError, match="no such file"):
         transcribe(tiny_ckpt, tmp_path / "nope.mp4", "video", _decode_cfg())

@@ -1,7 +1,7 @@
 """Corpus preparation: raw LRS2 / LRS3 / VoxCeleb2 videos -> avsr's stored form.
 
-``python -m avsr.prepare crop ...`` turns raw videos plus 68-point landmark files into 96 x 96
-gray mouth crops at 25 fps with 16 kHz mono wavs in the official layout (splitting long
+``python -m avsr.prepare crop ...`` turns raw videos plus 68-point landmark files (or landmarks
+detected on the way, :mod:`avsr.prepare.detect`) into 96 x 96 gray mouth crops at 25 fps with 16 kHz mono wavs in the official layout (splitting long
 pretrain utterances); ``python -m avsr.prepare manifests ...`` writes the AV-HuBERT and
 auto_avsr manifests of the 30h / 433h / 1759h subsets. See ``--help``.
 """

@@ -5,6 +5,8 @@ Examples::
     # LRS3 with mpc001's / AV-HuBERT's landmark files, 8 processes
     python -m avsr.prepare crop --corpus lrs3 --src raw/lrs3 --landmarks raw/lrs3_landmarks \\
         --out data/lrs3 --workers 8
+    # no landmark files: detect them (MediaPipe as auto_avsr; --detector dlib as AV-HuBERT)
+    python -m avsr.prepare crop --corpus lrs3 --src raw/lrs3 --out data/lrs3 --workers 8
     # VoxCeleb2, English ids only
     python -m avsr.prepare crop --corpus vox2 --src raw/vox2 --landmarks raw/vox2_landmarks \\
         --out data/vox2 --id-list vox-en.id --workers 8
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from avsr.prepare.detect.registry import DETECTORS
 from avsr.prepare.manifests import SUBSETS, write_manifests
 from avsr.prepare.pipeline import PrepareOptions, prepare_corpus
 from avsr.prepare.sources import CORPORA, UnsafePathError
@@ -41,7 +44,8 @@ def _crop(args: argparse.Namespace) -> None:
     opts = PrepareOptions(mean_face=reference, crop_size=args.crop_size,
                           smooth_window=args.smooth_window,
                           min_landmark_fraction=args.min_landmark_fraction,
-                          max_duration=args.max_duration, min_gap=args.min_gap)
+                          max_duration=args.max_duration, min_gap=args.min_gap,
+                          detector=_detector(args))
     summary = prepare_corpus(args.corpus, args.src, args.out, landmarks=args.landmarks,
                              splits=args.splits.split(",") if args.splits else None,
                              id_list=args.id_list, workers=args.workers, options=opts)
@@ -51,6 +55,14 @@ def _crop(args: argparse.Namespace) -> None:
         print(f"skipped {s['clip']}: {s['status']} ({s['message']})")
     if len(summary["skipped"]) > 20:
         print(f"... {len(summary['skipped']) - 20} more in {args.out}/prepare_summary.json")
+
+
+def _detector(args: argparse.Namespace) -> str | None:
+    """Without --landmarks every clip is detected (default mediapipe); with --landmarks only
+    an explicit --detector detects the clips that lack a landmark file."""
+    if args.detector is not None:
+        return args.detector
+    return None if args.landmarks else "mediapipe"
 
 
 def _manifests(args: argparse.Namespace) -> None:
@@ -76,12 +88,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m avsr.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    crop = sub.add_parser("crop", help="raw videos + landmarks -> stored mouth crops")
+    crop = sub.add_parser("crop", help="raw videos (+ landmarks) -> stored mouth crops")
     crop.add_argument("--corpus", choices=CORPORA, required=True)
     crop.add_argument("--src", required=True, help="raw corpus root (official layout)")
     crop.add_argument("--out", required=True, help="prepared corpus root")
     crop.add_argument("--landmarks", default=None,
-                      help="landmark root mirroring --src (.pkl / .npy per video)")
+                      help="landmark root mirroring --src (.pkl / .npy per video); without "
+                           "it the landmarks are detected (--detector)")
+    crop.add_argument("--detector", choices=sorted(DETECTORS), default=None,
+                      help="landmark detector for clips without a landmark file (default: "
+                           "mediapipe when --landmarks is not given, else none)")
     crop.add_argument("--splits", default=None, help="comma-separated (default: all)")
     crop.add_argument("--id-list", default=None, help="vox2: ids to keep (e.g. vox-en.id)")
     crop.add_argument("--workers", type=int, default=1)

@@ -8,6 +8,12 @@ cropped (:mod:`avsr.prepare.crop`); ``pretrain`` utterances cut at word gaps
 complete. A rerun skips complete pieces (resumable, idempotent). Clips whose landmarks cover
 too few frames are skipped and counted, never cropped at a guessed place.
 
+A clip without a landmark file is detected when ``PrepareOptions.detector`` names a backend
+(:mod:`avsr.prepare.detect`): the detected landmarks are cached as ``<out>/<id>.landmarks.npy``
+((T, 68, 2), NaN rows where no face was found, readable by
+:func:`~avsr.prepare.landmarks.read_landmarks`), so a rerun does not detect again, and then
+go through the same gap filling, smoothing and crop as landmarks read from a file.
+
 Every output path is checked to resolve inside the output root before anything is written
 (:class:`~avsr.prepare.sources.UnsafePathError` stops the run): the sources already refuse ids
 that could leave it, this is the last line of defence (e.g. a link inside ``out``).
@@ -32,6 +38,7 @@ import numpy as np
 from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
 from avsr.data.io import probe, write_mp4
 from avsr.prepare.crop import crop_mouths
+from avsr.prepare.detect.base import frame_ranges
 from avsr.prepare.landmarks import interpolate_landmarks, mean_face, read_landmarks
 from avsr.prepare.landmarks import smooth_landmarks
 from avsr.prepare.segments import MAX_DURATION, MIN_GAP, Segment, Transcript
@@ -60,6 +67,9 @@ class PrepareOptions:
             skipped as ``too_few_landmarks`` (ours; auto_avsr only drops clips with none).
         max_duration, min_gap: the long-utterance rule of :func:`split_long`.
         split_long_splits: splits whose utterances are cut (``pretrain``).
+        detector: landmark detector for clips without a landmark file (a name of
+            :data:`avsr.prepare.detect.DETECTORS`, e.g. ``"mediapipe"``); None: such clips are
+            skipped as ``no_landmarks``.
     """
 
     mean_face: np.ndarray | None = None
@@ -69,6 +79,7 @@ class PrepareOptions:
     max_duration: float = MAX_DURATION
     min_gap: float = MIN_GAP
     split_long_splits: tuple[str, ...] = LONG_SPLITS
+    detector: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,25 @@ def _read_frames(path: Path) -> np.ndarray:
     return frames
 
 
+def _detected_landmarks(clip: Clip, out: Path, opts: PrepareOptions
+                        ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Gray frames at 25 fps and their detected landmarks, from the cache when present."""
+    from avsr.prepare.detect import detect_video
+
+    stem = output_stem(out, clip.id)
+    cache = stem.with_name(stem.name + ".landmarks.npy")
+    if cache.is_file():
+        frames = _read_frames(clip.video)
+        return frames, read_landmarks(cache)
+    frames, marks, _ = detect_video(clip.video, opts.detector)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".part")
+    with tmp.open("wb") as f:  # np.save on a name would append ".npy" to the temporary name
+        np.save(f, np.stack([np.full((68, 2), np.nan) if m is None else m for m in marks]))
+    tmp.replace(cache)
+    return frames, marks
+
+
 def prepare_clip(clip: Clip, out: str | Path, opts: PrepareOptions) -> ClipResult:
     """Prepare one raw clip into its stored piece(s) under ``out``; never raises for a bad
     clip (the result says what happened).
@@ -169,16 +199,21 @@ def prepare_clip(clip: Clip, out: str | Path, opts: PrepareOptions) -> ClipResul
         done = _existing(out, clip, segments)
         if done is not None:
             return ClipResult(clip.id, "exists", done)
-        if clip.landmarks is None:
+        if clip.landmarks is not None:
+            frames = _read_frames(clip.video)
+            marks = read_landmarks(clip.landmarks)
+        elif opts.detector is not None:
+            frames, marks = _detected_landmarks(clip, out, opts)
+        else:
             return ClipResult(clip.id, "no_landmarks", message="no landmark file")
-        frames = _read_frames(clip.video)
-        marks = read_landmarks(clip.landmarks)
         n = len(frames)
         marks = (marks + [None] * n)[:n]  # a detector may have stopped a frame early
         found = sum(m is not None for m in marks)
         if found == 0 or found < opts.min_landmark_fraction * n:
+            missing = frame_ranges([m is None for m in marks])
             return ClipResult(clip.id, "too_few_landmarks",
-                              message=f"landmarks in {found} of {n} frames")
+                              message=f"landmarks in {found} of {n} frames (none in frames "
+                                      f"{missing})")
         dense = smooth_landmarks(interpolate_landmarks(marks), opts.smooth_window)
         reference = opts.mean_face if opts.mean_face is not None else mean_face()
         crops = crop_mouths(frames, dense, reference, size=opts.crop_size)
