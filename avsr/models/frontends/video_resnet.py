@@ -89,7 +89,8 @@ class VideoResNet(nn.Module):
         if lengths is None:
             lengths = torch.full((batch,), frames, dtype=torch.long, device=video.device)
         valid = ~make_pad_mask(lengths, frames)  # (B, T)
-        padded = not bool(valid.all())
+        # torch.export cannot branch on tensor values: masking an unpadded batch is a no-op
+        padded = torch.compiler.is_exporting() or not bool(valid.all())
         if padded:
             video = video * valid[:, :, None, None, None].to(video.dtype)
         x = video.transpose(1, 2)  # (B, 1, T, H, W): Conv3d layout
