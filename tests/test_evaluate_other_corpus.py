@@ -46,6 +46,8 @@ def _eval_cfg():
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose("evaluate", overrides=["ckpt=x", "eval.noise.types=[]", "eval.limit=2",
                                               "eval.modalities=[audio]", "decode=greedy",
+                                              "decode.decoders=[ctc_greedy]",
+                                              "decode.primary_decoder=ctc_greedy",
                                               "eval.progress=false"])
 
 
@@ -55,7 +57,8 @@ def test_one_override_evaluates_on_another_corpus(checkpoint, other_root, tmp_pa
     proc = subprocess.run(
         [sys.executable, "-m", "avsr.evaluate", f"ckpt={checkpoint}",
          f"data.corpus.root={other_root}", "eval.noise.types=[babble]", "eval.noise.snrs=[0]",
-         "eval.limit=2", "decode=greedy", "num_threads=1", f"hydra.run.dir={out}"],
+         "eval.limit=2", "decode=greedy", "decode.decoders=[ctc_greedy]",
+         "decode.primary_decoder=ctc_greedy", "num_threads=1", f"hydra.run.dir={out}"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not list(other_root.glob("spm_*")), "a tokenizer was trained on the evaluation corpus"

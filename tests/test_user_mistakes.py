@@ -144,7 +144,10 @@ def _with_bad_test_files(root: Path, dest: Path, count: int) -> Path:
 
 
 def _eval_cfg(*extra: str):
-    return _compose("ckpt=x", "eval.modalities=[audio]", "decode=greedy", "eval.progress=false",
+    # CTC greedy only: an untrained attention decoder runs every hypothesis to its maximum length
+    return _compose("ckpt=x", "eval.modalities=[audio]", "decode=greedy",
+                    "decode.decoders=[ctc_greedy]", "decode.primary_decoder=ctc_greedy",
+                    "eval.progress=false",
                     "eval.noise.types=[babble,white]", "eval.noise.snrs=[0]", *extra,
                     name="evaluate")
 
