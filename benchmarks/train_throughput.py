@@ -3,7 +3,9 @@
     python benchmarks/train_throughput.py --models synth_grid base --steps 3 --threads 1
 
 For each model (``synth_grid``: the ``+experiment=synth_grid`` model; ``base``: the default
-Base-size model, 12 x 512 encoder, ResNet-18 front-ends) one fixed random batch is trained
+Base-size model, 12 x 512 encoder, ResNet-18 front-ends; ``large``: USR/AV-HuBERT Large, 24 x
+1024 encoder, 16 heads, FFN 4096, 9-layer decoder, 473 M parameters) one fixed random batch
+(``--batch`` x ``--frames`` overrides the per-model default) is trained
 (forward, hybrid loss over the A, V and AV streams, backward, AdamW step) under several
 variants, each against the same plain fp32 eager step, the way USR and auto_avsr train:
 
@@ -17,7 +19,10 @@ FLOPs come from ``torch.utils.flop_counter`` over one whole step (matrix product
 convolutions, forward and backward); MFU divides the achieved FLOP/s by the matmul rate of
 this device measured in the same run (float32, and bfloat16 for the bf16 variants). Peak
 memory is ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak RSS on CPU
-(cumulative over the run: read it as an upper bound).
+(cumulative over the run: read it as an upper bound). ``--time-budget S`` stops timing a
+variant after S seconds of timed steps (the median of those taken counts); ``--json`` is
+rewritten after every row, and a failing variant is recorded with its error
+(benchmarks/device_check.sh runs this under a timeout on a GPU).
 """
 
 from __future__ import annotations
@@ -47,11 +52,17 @@ MODELS = {
     # overrides, batch size, frames per item, video pixels
     "synth_grid": (["+experiment=synth_grid", "vocab_size=128"], 8, 60, 44),
     "base": (["vocab_size=1000"], 2, 50, 88),
+    # USR/AV-HuBERT Large (../shared/REFERENCE.md, configs/experiment/usr_large_lrs3_low.yaml):
+    # 24 x 1024 encoder, 16 heads, FFN 4096; decoder 9 x 1024
+    "large": (["vocab_size=1000", "model.encoder.d_model=1024", "model.encoder.num_layers=24",
+               "model.encoder.num_heads=16", "model.encoder.ffn_dim=4096",
+               "model.decoder.num_layers=9", "model.decoder.ffn_dim=4096"], 2, 50, 88),
 }
 
 
-def build(name: str):
-    overrides, batch, frames, pixels = MODELS[name]
+def build(name: str, batch: int | None = None, frames: int | None = None):
+    overrides, batch0, frames0, pixels = MODELS[name]
+    batch, frames = batch or batch0, frames or frames0
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         out = Path(tempfile.gettempdir()) / "avsr_bench"
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={out}"])
@@ -114,8 +125,12 @@ def step_fn(task, opt, data, autocast: torch.dtype | None, device: torch.device)
     return step
 
 
-def run_variant(name: str, variant: str, device: torch.device, steps: int) -> dict:
-    task, data = build(name)
+def run_variant(name: str, variant: str, device: torch.device, steps: int,
+                time_budget: float | None = None, batch: int | None = None,
+                frames: int | None = None) -> dict:
+    """``time_budget``: stop timing steps once this many seconds of timed steps have passed
+    (at least one is timed; the warm-up and compilation are not bounded by it)."""
+    task, data = build(name, batch, frames)
     task.to(device).train()
     data = to(data, device)
     autocast = torch.bfloat16 if "bf16" in variant else None
@@ -140,12 +155,16 @@ def run_variant(name: str, variant: str, device: torch.device, steps: int) -> di
         step()
         sync(device)
         times.append(time.perf_counter() - t)
+        if time_budget is not None and sum(times) >= time_budget:
+            break
     sec = sorted(times)[len(times) // 2]  # median
     return {"model": name, "variant": variant, "s_per_step": sec, "steps_per_s": 1 / sec,
             "frames_per_s": frames / sec, "utterances_per_s": len(data["ids"]) / sec,
             "gflop_per_step": flops / 1e9, "achieved_gflops": flops / sec / 1e9,
             "peak_memory_mb": peak_memory_mb(device),
-            "params_m": sum(p.numel() for p in task.parameters()) / 1e6}
+            "params_m": sum(p.numel() for p in task.parameters()) / 1e6,
+            "batch": len(data["ids"]), "frames_per_item": int(data["video_lengths"][0]),
+            "timed_steps": len(times)}
 
 
 def main() -> None:
@@ -155,22 +174,49 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the rows here (rewritten after each row, so a run "
+                             "killed by a timeout keeps what it measured)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds of timed steps per model and variant (fewer steps then)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size for every model")
+    parser.add_argument("--matmul-size", type=int, default=None,
+                        help="n of the n x n x n products that measure the peak rate "
+                             "(default: 8192 on CUDA, 1536 on CPU)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per item")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     variants = args.variants or (["fp32-eager", "bf16-autocast", "compile"] if device.type == "cpu"
                                  else ["fp32-eager", "bf16-autocast", "bf16+tf32+compile"])
     torch.set_float32_matmul_precision("highest")
-    peak = {"fp32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
+    n = args.matmul_size or (8192 if device.type == "cuda" else 1536)
+    # only the dtypes a variant needs (bf16 products can be very slow on a CPU)
+    peak = {"fp32": matmul_rate(device, torch.float32, n)
+            if any("bf16" not in v for v in variants) else float("nan"),
+            "bf16": matmul_rate(device, torch.bfloat16, n)
+            if any("bf16" in v for v in variants) else float("nan")}
     print(f"device {device} threads {args.threads}: measured matmul fp32 "
           f"{peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s",
           file=sys.stderr)
     rows = []
+    out = {"device": str(device), "threads": args.threads,
+           "matmul_gflops": {k: v / 1e9 if v == v else None for k, v in peak.items()},
+           "rows": rows}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
     for name in args.models:
         base = None
         for variant in variants:
-            row = run_variant(name, variant, device, args.steps)
+            try:
+                row = run_variant(name, variant, device, args.steps, args.time_budget,
+                                  args.batch, args.frames)
+            except Exception as e:  # noqa: BLE001 - one failing variant must not lose the rest
+                rows.append({"model": name, "variant": variant, "error": repr(e)[:2000]})
+                print(f"{name:10s} {variant:18s} FAILED: {e!r}"[:2000], file=sys.stderr)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             rate = peak["bf16" if "bf16" in variant else "fp32"]
             row["mfu"] = row["achieved_gflops"] * 1e9 / rate
             base = base or row
@@ -180,8 +226,11 @@ def main() -> None:
                   f"{row['frames_per_s']:8.1f} frames/s {row['gflop_per_step']:8.1f} GFLOP/step "
                   f"MFU {row['mfu']:.1%}  peak {row['peak_memory_mb']:.0f} MiB  "
                   f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32 eager", file=sys.stderr)
-    out = {"device": str(device), "threads": args.threads,
-           "matmul_gflops": {k: v / 1e9 for k, v in peak.items()}, "rows": rows}
+            if args.json:
+                args.json.write_text(json.dumps(out, indent=1))
+            if device.type == "cuda":
+                del row
+                torch.cuda.empty_cache()
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     print(json.dumps(out))
