@@ -25,7 +25,6 @@ def _bench_decode():
 
 
 def test_synthetic_decoding_identical_to_espnet(tmp_path: Path) -> None:
-    pytest.importorskip("espnet.nets.batch_beam_search")
     bench = _bench_decode()
     bench._synthesize(4, tmp_path / "enc.pt", frames=(12, 30))
     data = torch.load(tmp_path / "enc.pt", weights_only=True)
@@ -46,7 +45,6 @@ def test_synthetic_decoding_identical_to_espnet(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_device_check_tiny_cpu(tmp_path: Path) -> None:
-    pytest.importorskip("espnet.nets.batch_beam_search")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path))
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), str(out),
