@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from avsr.checkpoints import load_run
 from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.ctc_beam import CTCPrefixBeamSearch
-from avsr.decoding.greedy import attention_greedy, ctc_greedy
+from avsr.decoding.nbest import DECODERS, decode_nbest
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
 from avsr.utils.runtime import (
@@ -32,14 +31,13 @@ from avsr.utils.runtime import (
     skips_by_id,
 )
 
-__all__ = ["load_model_from_checkpoint", "build_beam_search", "build_ctc_beam_search",
-           "checkpoint_tokenizer",
+__all__ = ["load_model_from_checkpoint", "build_search", "decode_lm", "build_beam_search",
+           "build_ctc_beam_search", "checkpoint_tokenizer",
            "evaluation_data_config", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "video", "audiovisual")
-DECODERS = ("ctc_greedy", "attention_greedy", "beam", "ctc_beam")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
@@ -71,19 +69,31 @@ def _conditions(noise_cfg: DictConfig | dict) -> list[tuple[str, float | None]]:
     return conds
 
 
-def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
-    """The ``decode`` node's beam search and its language model (``lm_ckpt``), if any."""
-    if "beam" not in decode_cfg.decoders:
-        return None, None
-    return hydra.utils.instantiate(decode_cfg.beam), _decode_lm(decode_cfg)
+def build_search(decode_cfg: DictConfig, name: str) -> Any:
+    """The search object of the beam decoder ``name`` (``beam``: the ``decode.beam`` node;
+    ``ctc_beam``: the ``decode.ctc_beam`` node, else the defaults); None for greedy decoders."""
+    if name == "beam":
+        return hydra.utils.instantiate(decode_cfg.beam)
+    if name == "ctc_beam":
+        node = decode_cfg.get("ctc_beam")
+        return hydra.utils.instantiate(node) if node is not None else CTCPrefixBeamSearch()
+    return None
 
 
-def _decode_lm(decode_cfg: DictConfig) -> Any:
+def decode_lm(decode_cfg: DictConfig) -> Any:
+    """The language model of ``decode.lm_ckpt`` for shallow fusion, or None."""
     if not decode_cfg.get("lm_ckpt"):
         return None
     from avsr.train_lm import load_lm_checkpoint
 
     return load_lm_checkpoint(decode_cfg.lm_ckpt)
+
+
+def build_beam_search(decode_cfg: DictConfig) -> tuple[BeamSearch | None, Any]:
+    """The ``decode`` node's beam search and its language model (``lm_ckpt``), if any."""
+    if "beam" not in decode_cfg.decoders:
+        return None, None
+    return build_search(decode_cfg, "beam"), decode_lm(decode_cfg)
 
 
 def build_ctc_beam_search(decode_cfg: DictConfig, lm: Any = None
@@ -93,9 +103,7 @@ def build_ctc_beam_search(decode_cfg: DictConfig, lm: Any = None
     of ``decode.decoders``."""
     if "ctc_beam" not in decode_cfg.decoders:
         return None, None
-    node = decode_cfg.get("ctc_beam")
-    search = hydra.utils.instantiate(node) if node is not None else CTCPrefixBeamSearch()
-    return search, lm if lm is not None else _decode_lm(decode_cfg)
+    return build_search(decode_cfg, "ctc_beam"), lm if lm is not None else decode_lm(decode_cfg)
 
 
 @torch.inference_mode()
@@ -106,6 +114,7 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
                    ) -> dict[tuple[str, str], ErrorCounter]:
     counters = {(m, d): ErrorCounter(keep_records=keep_records)
                 for m in modalities for d in decoders}
+    searches = {"beam": beam, "ctc_beam": ctc_beam}
     seen = 0
     for batch in loader:
         if batch is None or not batch["ids"]:
@@ -117,23 +126,11 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
                 continue  # this batch lacks the stream the modality needs
             enc, enc_lengths = model.encode(audio, batch["audio_lengths"], video,
                                             batch["video_lengths"], modality=m)
+            ctc_log_probs = model.ctc(enc) if model.ctc is not None else None  # once per stream
             for d in decoders:
-                if d == "ctc_greedy":
-                    hyps = ctc_greedy(model.ctc(enc), enc_lengths, tokenizer.blank_id)
-                elif d == "attention_greedy":
-                    max_len = max(1, int(math.ceil(max_len_ratio * int(enc_lengths.max()))))
-                    hyps = attention_greedy(model.decoder, enc, enc_lengths, tokenizer.sos_id,
-                                            tokenizer.eos_id, max_len)
-                elif d == "beam" and beam is not None:
-                    nbest = beam(model.decoder, enc, enc_lengths, model.ctc(enc),
-                                 tokenizer.sos_id, tokenizer.eos_id, tokenizer.blank_id, lm=lm)
-                    hyps = [h[0].tokens if h else [] for h in nbest]
-                elif d == "ctc_beam" and ctc_beam is not None:
-                    nbest = ctc_beam(model.ctc(enc), enc_lengths, tokenizer.blank_id, lm=lm,
-                                     sos_id=tokenizer.sos_id, eos_id=tokenizer.eos_id)
-                    hyps = [h[0].tokens if h else [] for h in nbest]
-                else:
-                    raise ValueError(f"unknown decoder {d!r}; choose from {DECODERS}")
+                nbest = decode_nbest(d, model, enc, enc_lengths, ctc_log_probs, tokenizer,
+                                     max_len_ratio=max_len_ratio, search=searches.get(d), lm=lm)
+                hyps = [n[0]["tokens"] if n else [] for n in nbest]
                 counters[(m, d)].update(batch["texts"], [tokenizer.decode(h) for h in hyps],
                                         batch["ids"])
         seen += len(batch["ids"])

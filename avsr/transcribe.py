@@ -37,11 +37,11 @@ from omegaconf import DictConfig
 from avsr.data.dataset import collate_fn
 from avsr.data.io import FPS, SAMPLE_RATE, write_mp4
 from avsr.decoding.alignment import FRAME_S, word_timestamps
-from avsr.decoding.greedy import attention_greedy, ctc_greedy
+from avsr.decoding.nbest import DECODERS, decode_nbest
 from avsr.evaluate import (
-    build_beam_search,
-    build_ctc_beam_search,
+    build_search,
     checkpoint_tokenizer,
+    decode_lm,
     load_model_from_checkpoint,
 )
 from avsr.inference.media import (  # noqa: F401 - re-exported for users of transcribe
@@ -77,59 +77,25 @@ def _frame_seconds(media: Media, enc_frames: int) -> float:
 
 # ---------------------------------------------------------------------------- decoding
 @dataclass
-class _Decoders:
+class _Decoder:
+    """The primary decoder: its name, search object (beam decoders) and fusion LM."""
+
     name: str
-    beam: Any = None
-    ctc_beam: Any = None
+    search: Any = None
     lm: Any = None
 
 
-def _build_decoders(decode_cfg: DictConfig, nbest: int | None) -> _Decoders:
+def _build_decoder(decode_cfg: DictConfig, nbest: int | None) -> _Decoder:
     name = decode_cfg.get("primary_decoder") or "beam"
-    dec = _Decoders(name)
-    if name == "beam":
-        dec.beam, dec.lm = build_beam_search(decode_cfg)
-        if dec.beam is None:  # primary decoder not listed in decoders
-            dec.beam = hydra.utils.instantiate(decode_cfg.beam)
-    elif name == "ctc_beam":
-        dec.ctc_beam, dec.lm = build_ctc_beam_search(decode_cfg)
-        if dec.ctc_beam is None:
-            from avsr.decoding.ctc_beam import CTCPrefixBeamSearch
-
-            node = decode_cfg.get("ctc_beam")
-            dec.ctc_beam = hydra.utils.instantiate(node) if node is not None else (
-                CTCPrefixBeamSearch())
-    elif name not in ("ctc_greedy", "attention_greedy"):
-        raise ValueError(f"unknown decoder {name!r}")
-    search = dec.beam or dec.ctc_beam
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose from {DECODERS}")
+    search = build_search(decode_cfg, name)  # built even when decode.decoders omits it
+    dec = _Decoder(name, search, decode_lm(decode_cfg) if search is not None else None)
     if nbest is not None and search is not None:
         if nbest < 1:
             raise ValueError(f"nbest must be >= 1, got {nbest}")
         search.nbest = int(nbest)
     return dec
-
-
-def _decode(model, enc, lengths, ctc_lp, tokenizer, dec: _Decoders, decode_cfg: DictConfig
-            ) -> list[list[dict[str, Any]]]:
-    """Per utterance, the n-best list: ``{"tokens", "score", "scores"}``, best first."""
-    def plain(hyps):  # greedy decoders give one hypothesis and no scores
-        return [[{"tokens": h, "score": None, "scores": {}}] for h in hyps]
-
-    if dec.name == "beam":
-        nbest = dec.beam(model.decoder, enc, lengths, ctc_lp, tokenizer.sos_id,
-                         tokenizer.eos_id, tokenizer.blank_id, lm=dec.lm)
-    elif dec.name == "ctc_beam":
-        nbest = dec.ctc_beam(ctc_lp, lengths, tokenizer.blank_id, lm=dec.lm,
-                             sos_id=tokenizer.sos_id, eos_id=tokenizer.eos_id)
-    elif dec.name == "ctc_greedy":
-        return plain(ctc_greedy(ctc_lp, lengths, tokenizer.blank_id))
-    else:
-        max_len = max(1, int(float(decode_cfg.max_len_ratio) * int(lengths.max())))
-        return plain(attention_greedy(model.decoder, enc, lengths, tokenizer.sos_id,
-                                      tokenizer.eos_id, max_len))
-    return [[{"tokens": list(h.tokens), "score": float(h.score),
-              "scores": {k: float(v) for k, v in h.scores.items()}} for h in hyps]
-            for hyps in nbest]
 
 
 @torch.inference_mode()
@@ -173,9 +139,9 @@ def transcribe_files(ckpt: str | Path, media: str | Path, modality: str, decode_
     model, run_cfg, pieces = load_model_from_checkpoint(ckpt, with_vocabulary=True)
     datamodule = hydra.utils.instantiate(run_cfg.data)
     tokenizer = checkpoint_tokenizer(datamodule, ckpt, run_cfg, pieces)  # never trains one
-    dec = _build_decoders(decode_cfg, nbest)
+    dec = _build_decoder(decode_cfg, nbest)
     if dec.name in ("beam", "ctc_beam", "ctc_greedy") and model.ctc is None and (
-            dec.name != "beam" or getattr(dec.beam, "ctc_weight", 0) > 0):
+            dec.name != "beam" or getattr(dec.search, "ctc_weight", 0) > 0):
         raise ValueError(f"decoder {dec.name} needs a CTC head; this checkpoint has none")
     video_tf = hydra.utils.instantiate(run_cfg.data.eval_video_transform)
     audio_tf = hydra.utils.instantiate(run_cfg.data.eval_audio_transform)
@@ -195,7 +161,9 @@ def transcribe_files(ckpt: str | Path, media: str | Path, modality: str, decode_
             enc, lengths = model.encode(batch["audio"], batch["audio_lengths"], batch["video"],
                                         batch["video_lengths"], modality=used)
             ctc_lp = model.ctc(enc) if model.ctc is not None else None
-            nbests = _decode(model, enc, lengths, ctc_lp, tokenizer, dec, decode_cfg)
+            nbests = decode_nbest(dec.name, model, enc, lengths, ctc_lp, tokenizer,
+                                  max_len_ratio=float(decode_cfg.max_len_ratio),
+                                  search=dec.search, lm=dec.lm)
             for j, i in enumerate(idx):
                 m = chunk[i]
                 hyps = nbests[j]
