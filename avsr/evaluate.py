@@ -84,7 +84,7 @@ def decode_lm(decode_cfg: DictConfig) -> Any:
     """The language model of ``decode.lm_ckpt`` for shallow fusion, or None."""
     if not decode_cfg.get("lm_ckpt"):
         return None
-    from avsr.train_lm import load_lm_checkpoint
+    from avsr.checkpoints import load_lm_checkpoint
 
     return load_lm_checkpoint(decode_cfg.lm_ckpt)
 

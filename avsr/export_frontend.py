@@ -3,7 +3,7 @@
 Pan et al.'s stage 1 → stage 2: the video front-end trained on word classification
 (``stage=word_classification``) initialises a sentence-level model. The export holds the
 submodule's ``state_dict`` (keys relative to it), its config and the source checkpoint; a run
-loads it with ``+init_weights.video_frontend.path=OUT`` (:mod:`avsr.utils.init_weights`).
+loads it with ``init=[{format: weights, path: OUT, target: video_frontend}]`` (:mod:`avsr.checkpoints.weights`).
 
 Arguments (``key=value``):
     ckpt: a training checkpoint of this project (``.ckpt``).

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
+from avsr.checkpoints.weights import apply_init
 from avsr.data.tokenizer import vocabulary
 from avsr.utils.checkpoint import AtomicCheckpointIO
 from avsr.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -92,6 +93,25 @@ def _resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | Non
     return ckpt_path
 
 
+_LEGACY = {
+    "init_from": "init=[{format: FORMAT, path: FILE}] (format: auto_avsr|usr|avhubert|wav2vec2)",
+    "init_weights": "init=[{format: weights, path: FILE, target: video_frontend}]",
+}
+
+
+def _check_legacy_keys(cfg: DictConfig) -> None:
+    """The three ways of loading weights became one ``init`` list: an old key would be
+    silently ignored, so it is an error that shows the new spelling."""
+    for key, new in _LEGACY.items():
+        if cfg.get(key) is not None:
+            raise ValueError(f"'{key}' was replaced by the run-level init list: {new} (see "
+                             "avsr/checkpoints/weights.py)")
+    if cfg.get("stage") is not None and "init" in cfg.stage:
+        raise ValueError("'stage.init' was replaced by the run-level init list: "
+                         "init=[{path: CKPT, modules: [audio_frontend, video_frontend, fusion, "
+                         "encoder]}] (see avsr/checkpoints/weights.py)")
+
+
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
     """Run one training job described by ``cfg``; return a summary dict.
 
@@ -100,6 +120,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         extra_callbacks: callbacks added to those of ``cfg.callbacks`` (programmatic use).
     """
     start = time.time()
+    _check_legacy_keys(cfg)
     which = cfg.get("eval_checkpoint", "best")  # checked before, not after, a long training
     if which not in ("best", "last"):
         raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {which!r}")
@@ -121,15 +142,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     config_container = OmegaConf.to_container(cfg, resolve=True)
 
     model: torch.nn.Module = hydra.utils.instantiate(cfg.model)
-    if cfg.get("init_from"):  # public weights (auto_avsr, USR, AV-HuBERT, wav2vec 2.0)
-        from avsr.convert import import_checkpoint
-
-        report = import_checkpoint(model, **OmegaConf.to_container(cfg.init_from, resolve=True))
-        log.info("initialised from %s:\n%s", cfg.init_from.path, report.summary())
-    if cfg.get("init_weights"):  # our own exports, per submodule (avsr/utils/init_weights.py)
-        from avsr.utils.init_weights import apply_inits
-
-        apply_inits(model, cfg.init_weights)
+    # public or earlier weights, before the stage is built (a teacher copies them)
+    apply_init(model, OmegaConf.to_container(cfg.init, resolve=True) if cfg.get("init") else None)
     task: pl.LightningModule = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2f M parameters", n_params / 1e6)

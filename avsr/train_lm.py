@@ -22,12 +22,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from avsr.checkpoints import instantiate_stored, read_checkpoint
 from avsr.data.tokenizer import Tokenizer
 from avsr.models.lm import TransformerLM
 from avsr.utils.runtime import set_torch_threads
 
-__all__ = ["lm_batch", "perplexity", "train_lm", "load_lm_checkpoint", "main"]
+__all__ = ["lm_batch", "perplexity", "train_lm", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +125,6 @@ def _unigram_perplexity(train: list[list[int]], val: list[list[int]], vocab: int
     logp = (counts / counts.sum()).log()
     units = [u for s in val for u in s + [eos_id]]
     return math.exp(-float(logp[torch.tensor(units)].mean())) if units else float("nan")
-
-
-def load_lm_checkpoint(path: str | Path, map_location: str = "cpu") -> TransformerLM:
-    """The LM saved by :func:`train_lm`, in eval mode."""
-    path = Path(path)
-    ckpt = read_checkpoint(path, map_location=map_location, what="lm_ckpt")
-    if not isinstance(ckpt, dict) or "lm_config" not in ckpt:
-        raise ValueError(f"{path}: not an avsr LM checkpoint (no 'lm_config' key)")
-    lm = instantiate_stored(OmegaConf.create(ckpt["lm_config"]), f"{path}: lm_config")
-    lm.load_state_dict(ckpt["state_dict"])
-    return lm.eval()
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train_lm")

@@ -112,12 +112,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         braven = _stage("braven_pretrain", "synth_low_braven", args, pre, False)
     if "ii" in args.only:
         ft = _stage("ii_braven_finetune", "synth_low_finetune", args, rest, True,
-                    f"stage.init.0.checkpoint={braven['last_checkpoint']}", freeze)
+                    f"init.0.path={braven['last_checkpoint']}", freeze)
         record("(ii) BRAVEn + fine-tune", [braven, ft])
     if "iii" in args.only:
         hub = _stage("avhubert_pretrain", "synth_low_avhubert", args, pre, False)
         ft = _stage("iii_avhubert_finetune", "synth_low_finetune", args, rest, True,
-                    f"stage.init.0.checkpoint={hub['last_checkpoint']}", freeze)
+                    f"init.0.path={hub['last_checkpoint']}", freeze)
         record("(iii) AV-HuBERT + fine-tune", [hub, ft])
     if "iv" in args.only:
         extra, name = [], "(iv) BRAVEn + semi (USR)"
@@ -126,12 +126,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # teacher first follows a student trained on the labelled batch alone, and the
             # pseudo-label heads start as copies of the output layers trained by then (one
             # learning-rate schedule over the whole stage)
-            extra = [f"stage.unlabelled_start_step={args.semi_warmup_steps}",
-                     f"stage.unlabelled_rampup_steps={args.semi_rampup_steps}",
-                     "stage.heads_from_model=true"]
+            extra = [f"stage.objective.unlabelled_start_step={args.semi_warmup_steps}",
+                     f"stage.objective.unlabelled_rampup_steps={args.semi_rampup_steps}",
+                     "stage.objective.heads_from_model=true"]
             name = "(iv) BRAVEn + semi (labelled warm-up)"
         semi = _stage("iv_semi", "synth_low_semi", args, rest, True,
-                      f"stage.init.0.checkpoint={braven['last_checkpoint']}", *extra)
+                      f"init.0.path={braven['last_checkpoint']}", *extra)
         record(name, [braven, semi])
     return results
 

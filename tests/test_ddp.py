@@ -26,7 +26,7 @@ EPOCHS = 2
 # per rank, as above) would make the union-batch gradients differ for reasons DDP is not about.
 OVERRIDES = ["+experiment=synth_grid", "evaluate=false", "data.modalities=[audio]",
              "model/encoder=transformer", "trainer.precision=32-true",
-             "stage.modalities=[audio]", "model.encoder.dropout=0.0",
+             "stage.objective.modalities=[audio]", "model.encoder.dropout=0.0",
              "model.fusion.dropout=0.0", "model.decoder.dropout=0.0", "trainer.max_time=null", "trainer.max_steps=-1",
              f"trainer.max_epochs={EPOCHS}", "trainer.log_every_n_steps=1",
              "trainer.gradient_clip_val=null", "callbacks.periodic_checkpoint=null",
@@ -131,13 +131,14 @@ def test_ddp_two_cpu_ranks_cover_the_epoch_and_match_union_gradients(tiny_synth_
         torch.testing.assert_close(g0[n], g1[n])
     b0, b1 = (torch.load(tmp_path / f"batch{r}.pt", weights_only=False) for r in range(2))
     assert len(b0["ids"]) != len(b1["ids"])  # unequal batches: a plain mean would be wrong
-    from avsr.lightning.supervised import SupervisedTask
+    from avsr.lightning.task import TrainTask
+    from avsr.objectives.supervised import SupervisedObjective
 
     model = hydra.utils.instantiate(_cfg(tiny_synth_root, tmp_path, "vocab_size=40").model)
     cfg40 = _cfg(tiny_synth_root, tmp_path, "vocab_size=40")
     task = hydra.utils.instantiate(cfg40.stage, model=model,
                                    tokenizer=hydra.utils.instantiate(cfg40.data).load_tokenizer())
-    assert isinstance(task, SupervisedTask)
+    assert isinstance(task, TrainTask) and isinstance(task.objective, SupervisedObjective)
     task.load_state_dict(torch.load(tmp_path / "weights0.pt"))
     union = _grads(task, _union(b0, b1))
     assert union.keys() == g0.keys()

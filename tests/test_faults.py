@@ -24,8 +24,9 @@ from avsr.data.dataset import AVDataset
 from avsr.data.io import SAMPLES_PER_FRAME, write_mp4
 from avsr.data.tokenizer import Tokenizer, train_tokenizer
 from avsr.lightning.guards import NonFiniteLossError, NonFiniteLossGuard
-from avsr.lightning.supervised import SupervisedTask
+from avsr.lightning.task import TrainTask
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
+from avsr.objectives.supervised import SupervisedObjective
 
 IDS = {"blank_id": 0, "sos_id": 2, "eos_id": 2}  # avsr SentencePiece ids; no tokenizer here
 
@@ -34,16 +35,18 @@ VOCAB = 12
 
 
 # ---------------------------------------------------------------------------- NaN / inf losses
-def _task(max_nonfinite_steps: int) -> SupervisedTask:
+def _task(max_nonfinite_steps: int) -> TrainTask:
     """A tiny model built from the real configs (audio-only stream)."""
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[*tiny_overrides(REPO, REPO), f"vocab_size={VOCAB}",
                                           "model.encoder.dropout=0.0"])
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model)
-    return SupervisedTask(model=model, loss=HybridCTCAttentionLoss(**IDS, ctc_weight=0.3),
-                          optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
-                          modalities=["audio"], max_nonfinite_steps=max_nonfinite_steps)
+    objective = SupervisedObjective(loss=HybridCTCAttentionLoss(**IDS, ctc_weight=0.3),
+                                    modalities=["audio"])
+    return TrainTask(model=model, objective=objective,
+                     optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
+                     max_nonfinite_steps=max_nonfinite_steps)
 
 
 def _batch(seed: int, bad: float | None = None) -> dict:
@@ -57,7 +60,7 @@ def _batch(seed: int, bad: float | None = None) -> dict:
             "token_lengths": torch.tensor([4, 3]), "ids": ["a", "b"], "texts": ["", ""]}
 
 
-def _fit(task: SupervisedTask, batches: list[dict]) -> pl.Trainer:
+def _fit(task: TrainTask, batches: list[dict]) -> pl.Trainer:
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, gradient_clip_val=5.0)

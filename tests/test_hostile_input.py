@@ -87,11 +87,10 @@ def _loading_paths(tmp_path: Path, run: dict):
     from avsr.average_checkpoints import average_checkpoints
     from avsr.evaluate import evaluate_checkpoint
     from avsr.export_frontend import export_frontend
-    from avsr.lightning.finetune import apply_init
+    from avsr.checkpoints.weights import apply_init
     from avsr.ssl.features import layer_features
-    from avsr.train_lm import load_lm_checkpoint
+    from avsr.checkpoints import load_lm_checkpoint
     from avsr.transcribe import transcribe
-    from avsr.utils.init_weights import load_init
 
     def evaluate(path):
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
@@ -109,9 +108,11 @@ def _loading_paths(tmp_path: Path, run: dict):
         "avsr.transcribe": lambda p: transcribe(p, _clip(tmp_path), "video", _decode_cfg()),
         "avsr.average_checkpoints": lambda p: average_checkpoints([p, p], tmp_path / "avg.ckpt"),
         "avsr.export_frontend": lambda p: export_frontend(p, tmp_path / "front.pt"),
-        "init_weights": lambda p: load_init(model().video_frontend, p, "model.video_frontend."),
-        "stage.init": lambda p: apply_init(model(), [{"checkpoint": str(p),
-                                                      "modules": ["encoder"]}]),
+        "init (weights)": lambda p: apply_init(model(), [{
+            "path": str(p), "format": "weights", "target": "video_frontend",
+            "prefix": "model.video_frontend."}]),
+        "init (avsr)": lambda p: apply_init(model(), [{"path": str(p), "modules": ["encoder"]}]),
+        "init (usr)": lambda p: apply_init(model(), [{"path": str(p), "format": "usr"}]),
         "decode.lm_ckpt": load_lm_checkpoint,
         "ssl.features": lambda p: list(layer_features(p, [utt], layer=1)),
     }
@@ -168,8 +169,8 @@ def test_stored_config_cannot_name_a_loader(run, tmp_path):
     torch.save({"lm_config": {"_target_": "torch.load", "f": str(second),
                               "weights_only": False}, "state_dict": {}}, lm_path)
     for name, load in _loading_paths(tmp_path, run).items():
-        if name in ("avsr.average_checkpoints", "avsr.export_frontend", "init_weights",
-                    "stage.init"):
+        if name in ("avsr.average_checkpoints", "avsr.export_frontend", "init (weights)",
+                    "init (avsr)", "init (usr)"):
             continue  # these read tensors only; nothing of the config is built
         target = lm_path if name == "decode.lm_ckpt" else path
         with pytest.raises(UnsafeConfigError, match="torch.load"):

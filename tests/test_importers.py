@@ -1,6 +1,6 @@
 """Checkpoint importers (avsr.convert): strict all-or-nothing loading, checkpoint layouts,
 the restricted unpickler (fairseq pickles without fairseq), AV-HuBERT, wav2vec 2.0 through
-torchaudio's importers, the CLI and ``init_from``. Output parity with the papers' own code is in
+torchaudio's importers, the CLI and the run's ``init`` list. Output parity with the papers' own code is in
 tests/test_fixture_parity.py."""
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ def test_pickle_module_interface() -> None:
     assert unpickler.loads(pickle.dumps({"a": [1, 2]})) == {"a": [1, 2]}
 
 
-# ---------------------------------------------------------------------------- CLI, init_from
+# ---------------------------------------------------------------------------- CLI, init list
 def test_cli_writes_a_checkpoint_that_evaluate_loads(tmp_path: Path) -> None:
     from test_fixture_parity import TINY
 
@@ -345,10 +345,13 @@ def test_cli_writes_a_checkpoint_that_evaluate_loads(tmp_path: Path) -> None:
                                atol=1e-4)
 
 
-def test_init_from_config_node() -> None:
-    """``init_from`` as train.py passes it: the config node's keys are the arguments."""
+def test_init_list_entry_of_a_converted_format() -> None:
+    """A run's ``init`` entry as train.py passes it (avsr.checkpoints.weights)."""
+    from avsr.checkpoints.weights import apply_init
+
     path, _, _ = load_fixture("auto_avsr_video")
-    node = OmegaConf.create({"format": "auto_avsr", "path": str(path), "keep_init": []})
+    node = OmegaConf.create([{"format": "auto_avsr", "path": str(path),
+                              "options": {"keep_init": []}}])
     model = build("autoavsr_vsr_lrs3")
-    report = import_checkpoint(model, **OmegaConf.to_container(node))
-    assert len(report.loaded) == 237
+    reports = apply_init(model, OmegaConf.to_container(node))
+    assert len(reports[0]["loaded"]) == 237

@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from avsr.data.corpora import LRS3
 from avsr.data.tokenizer import train_tokenizer
 from avsr.models.lm import TransformerLM
-from avsr.train_lm import lm_batch, load_lm_checkpoint, perplexity, train_lm
+from avsr.checkpoints import load_lm_checkpoint
+from avsr.train_lm import lm_batch, perplexity, train_lm
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 

@@ -19,7 +19,7 @@ from avsr.data.lrw_synth import cut_word_corpus, extract_clip, read_word_timings
 from avsr.export_frontend import export_frontend
 from avsr.models.word_backend import TemporalConvEncoder, WordHead
 from avsr.train import train
-from avsr.utils.init_weights import apply_inits, load_init
+from avsr.checkpoints.weights import apply_init, load_weights
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 WORDS = ["ABOUT", "BLUE", "WORLD"]
@@ -188,14 +188,15 @@ def test_init_strict_and_prefix(tmp_path):
     src, dst = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     torch.save({"state_dict": {f"net.{k}": v for k, v in src.state_dict().items()}},
                tmp_path / "w.pt")
-    report = load_init(dst, tmp_path / "w.pt", prefix="net.")
+    path = str(tmp_path / "w.pt")
+    report = load_weights(dst, {"path": path, "format": "weights", "prefix": "net."})
     assert report["loaded"] == ["bias", "weight"] and torch.equal(dst.weight, src.weight)
-    with pytest.raises(KeyError, match="missing"):
-        load_init(torch.nn.Linear(3, 4), tmp_path / "w.pt", prefix="net.")
+    with pytest.raises(ValueError, match="missing"):
+        load_weights(torch.nn.Linear(3, 4), {"path": path, "format": "weights", "prefix": "net."})
     with pytest.raises(ValueError, match="no weights under"):
-        load_init(dst, tmp_path / "w.pt", prefix="other.")
+        load_weights(dst, {"path": path, "format": "weights", "prefix": "other."})
     with pytest.raises(AttributeError):
-        apply_inits(dst, {"nope": {"path": str(tmp_path / "w.pt")}})
+        apply_init(dst, [{"path": path, "format": "weights", "target": "nope"}])
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -222,7 +223,7 @@ def test_synth_words_trains_exports_and_initialises_a_sentence_run(tiny_synth_ro
                                                                   tmp_path):
     out = tmp_path / "words_run"
     cfg = _compose("+experiment=synth_words", *_word_overrides(tiny_synth_root, out, words_root),
-                   "trainer.max_steps=2", "trainer.max_time=null", "stage.mixup_alpha=0.4",
+                   "trainer.max_steps=2", "trainer.max_time=null", "stage.objective.mixup_alpha=0.4",
                    "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null",
                    "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1")
     summary = train(cfg)
@@ -234,9 +235,9 @@ def test_synth_words_trains_exports_and_initialises_a_sentence_run(tiny_synth_ro
     assert exported["config"]["widths"] == [4, 4, 8, 8]
 
     probe = _FrontendProbe()
-    sentence = _compose("+experiment=synth_grid", "debug=fdr", "stage.modalities=[video]",
+    sentence = _compose("+experiment=synth_grid", "debug=fdr", "stage.objective.modalities=[video]",
                         *tiny_overrides(tiny_synth_root, tmp_path / "sentence"),
-                        f"+init_weights.video_frontend.path={frontend}")
+                        f"init=[{{format: weights, path: '{frontend}', target: video_frontend}}]")
     train(sentence, extra_callbacks=[probe])
     assert probe.weights.keys() == exported["state_dict"].keys()
     for k, v in exported["state_dict"].items():
@@ -246,7 +247,7 @@ def test_synth_words_trains_exports_and_initialises_a_sentence_run(tiny_synth_ro
 def test_synth_words_fast_dev_run_audiovisual(tiny_synth_root, words_root, tmp_path):
     cfg = _compose("+experiment=synth_words",
                    *_word_overrides(tiny_synth_root, tmp_path, words_root),
-                   "debug=fdr", "stage.modalities=[audio,video,audiovisual]",
+                   "debug=fdr", "stage.objective.modalities=[audio,video,audiovisual]",
                    "data.modalities=[audio,video]")
     summary = train(cfg)
     assert summary["global_step"] == 1

@@ -120,12 +120,13 @@ def test_recipe_builds_with_the_published_parameter_count(name):
     # the stage (loss, optimiser and schedule factories) builds around the model
     task = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=None)
     assert set(task.modalities) <= {"audio", "video", "audiovisual"}
-    assert set(task.modality_weights) == set(task.modalities)
+    assert set(task.objective.modality_weights) == set(task.modalities)
 
 
 def test_recipe_hyperparameters_follow_the_papers():
     usr, _ = _recipe("usr_large_lrs3_low")
-    assert dict(usr.stage.modality_weights) == {"video": 0.3, "audio": 0.7, "audiovisual": 0.7}
+    assert dict(usr.stage.objective.modality_weights) == {"video": 0.3, "audio": 0.7,
+                                                          "audiovisual": 0.7}
     assert (usr.stage.optimizer.lr, usr.data.max_frames, usr.model.encoder.drop_path) == (
         2e-3, 200, 0.3)
     assert (usr.decode.beam.beam_size, usr.decode.beam.ctc_weight) == (40, 0.1)
@@ -135,9 +136,9 @@ def test_recipe_hyperparameters_follow_the_papers():
         1800, 75, 5049)
     assert auto.decode.beam.pre_beam_score_key == "decoder"
     av, _ = _recipe("avhubert_large_lrs3_30h")
-    assert (av.stage.loss.ctc_weight, av.trainer.max_steps,
+    assert (av.stage.objective.loss.ctc_weight, av.trainer.max_steps,
             av.stage.scheduler.warmup_steps) == (0.0, 18000, 6000)
     assert (av.decode.beam.beam_size, av.decode.beam.normalize_length) == (50, True)
     pan, _ = _recipe("pan2022_lrs2")
-    assert (pan.stage.loss.ctc_weight, pan.stage.loss.label_smoothing) == (0.2, 0.01)
+    assert (pan.stage.objective.loss.ctc_weight, pan.stage.objective.loss.label_smoothing) == (0.2, 0.01)
     assert (pan.decode.beam.beam_size, pan.data.max_batch_size) == (5, 8)

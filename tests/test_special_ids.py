@@ -42,10 +42,10 @@ def test_stage_takes_sos_and_eos_from_a_units_tokenizer(units_tokenizer, tmp_pat
     last = units_tokenizer.vocab_size - 1
     assert units_tokenizer.sos_id == units_tokenizer.eos_id == last != 2
     task = _stage(tmp_path, units_tokenizer, f"stage={stage}")
-    assert (task.loss.blank_id, task.loss.sos_id, task.loss.eos_id) == (0, last, last)
+    assert (task.objective.loss.blank_id, task.objective.loss.sos_id, task.objective.loss.eos_id) == (0, last, last)
     # the teacher-forced decoder input starts with the tokenizer's sos, the target ends in eos
     tokens, lengths = torch.tensor([[3, 4, 0]]), torch.tensor([2])
-    ys_in, _ = task.loss.decoder_inputs(tokens, lengths)
+    ys_in, _ = task.objective.loss.decoder_inputs(tokens, lengths)
     assert ys_in[0, 0].item() == last
 
 
@@ -53,14 +53,14 @@ def test_config_contradicting_the_tokenizer_fails_at_start(units_tokenizer, tmp_
     # Hydra wraps the stage's ValueError; the message is what the user reads
     with pytest.raises(InstantiationException,
                        match=r"loss.sos_id=2 contradicts sos_id=\d+ of the tokenizer"):
-        _stage(tmp_path, units_tokenizer, "+stage.loss.sos_id=2")
+        _stage(tmp_path, units_tokenizer, "+stage.objective.loss.sos_id=2")
 
 
 def test_sentencepiece_ids_and_an_agreeing_config(tmp_path):
     model = train_tokenizer([s.lower() for s in SENTENCES] * 4, tmp_path / "spm", 30)
     tok = Tokenizer(model)
-    task = _stage(tmp_path, tok, "+stage.loss.eos_id=2")
-    assert (task.loss.blank_id, task.loss.sos_id, task.loss.eos_id) == (0, 2, 2)
+    task = _stage(tmp_path, tok, "+stage.objective.loss.eos_id=2")
+    assert (task.objective.loss.blank_id, task.objective.loss.sos_id, task.objective.loss.eos_id) == (0, 2, 2)
 
 
 def test_unbound_loss_names_the_missing_id():

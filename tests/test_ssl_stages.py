@@ -88,7 +88,7 @@ def test_pretrain_checkpoint_loads_into_finetuning_frozen_then_trained(
                 assert all(p.requires_grad for p in pl_module.model.decoder.parameters())
 
     summary = train(_cfg(tiny_synth_root, tmp_path, "+experiment=synth_low_finetune",
-                         f"stage.init.0.checkpoint={path}", "callbacks.freeze_pretrained.steps=2",
+                         f"init.0.path={path}", "callbacks.freeze_pretrained.steps=2",
                          "trainer.max_steps=3"), extra_callbacks=[_Snap()])
     assert summary["global_step"] == 3
     start, after2 = snapshots[0], snapshots[2]
@@ -132,12 +132,14 @@ def test_avhubert_pretrain_resumes(tiny_synth_root, tmp_path):
 def test_semi_resumes_from_pretraining(braven_run, tiny_synth_root, tmp_path):
     path, pre = braven_run
     ckpt = _run_and_resume(tiny_synth_root, tmp_path, "+experiment=synth_low_semi",
-                           f"stage.init.0.checkpoint={path}")
+                           f"init.0.path={path}")
     state = ckpt["state_dict"]
     for m in ("audio", "video", "audiovisual"):
-        assert f"ctc_heads.{m}.weight" in state and f"att_heads.{m}.weight" in state
-    assert any(k.startswith("teacher.model.decoder.") for k in state)  # whole-model teacher
-    assert not any(k.startswith("supervised.") for k in state)  # weights stored once
+        assert (f"objective.ctc_heads.{m}.weight" in state
+                and f"objective.att_heads.{m}.weight" in state)
+    # whole-model teacher
+    assert any(k.startswith("objective.teacher.model.decoder.") for k in state)
+    assert not any(k.startswith("objective.labelled.") for k in state)  # weights stored once
     assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]  # both samplers' states
 
 
@@ -149,7 +151,7 @@ class _HeadsProbe(pl.Callback):
         self.steps: dict[int, tuple[bool, bool]] = {}
 
     def on_after_backward(self, trainer, pl_module) -> None:
-        same = torch.equal(pl_module.att_heads["video"].weight,
+        same = torch.equal(pl_module.objective.att_heads["video"].weight,
                            pl_module.model.decoder.output_projection.weight)
         self.steps[trainer.global_step] = (same, False)
 
@@ -165,8 +167,9 @@ def test_semi_labelled_warmup_then_pseudo_labels_with_copied_heads(
     path, _ = braven_run
     probe = _HeadsProbe()
     summary = train(_cfg(tiny_synth_root, tmp_path, "+experiment=synth_low_semi",
-                         f"stage.init.0.checkpoint={path}", "trainer.max_steps=3",
-                         "stage.unlabelled_start_step=1", "stage.heads_from_model=true"),
+                         f"init.0.path={path}", "trainer.max_steps=3",
+                         "stage.objective.unlabelled_start_step=1",
+                         "stage.objective.heads_from_model=true"),
                     extra_callbacks=[probe])
     assert summary["global_step"] == 3
     # step 0: labelled only, random heads; step 1: heads copied, teacher labels decoded

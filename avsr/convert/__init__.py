@@ -1,7 +1,7 @@
 """Importers of public checkpoints: auto_avsr, USR, AV-HuBERT and wav2vec 2.0 / HuBERT.
 
 ``python -m avsr.convert --from FORMAT IN OUT [model overrides]`` writes a checkpoint that
-``python -m avsr.evaluate ckpt=OUT`` decodes; ``init_from: {format: FORMAT, path: IN}`` in a
+``python -m avsr.evaluate ckpt=OUT`` decodes; ``init: [{format: FORMAT, path: IN}]`` in a
 training config loads one before training (:func:`import_checkpoint`). Every importer maps the
 checkpoint's keys to avsr's with explicit rules and loads all or nothing: unknown or missing
 keys raise :class:`CheckpointImportError` with the full lists.

@@ -49,7 +49,7 @@ def convert_file(format: str, src: str | Path, dst: str | Path, overrides: list[
                 if key in mapped:
                     cfg.vocab_size = int(mapped[key].shape[0])
                     break
-        cfg.init_from = None  # the weights are in this checkpoint now
+        cfg.init = []  # the weights are in this checkpoint now
     model = hydra.utils.instantiate(cfg.model)
     if format == "wav2vec2" and not keep_init:
         from avsr.convert.wav2vec2 import default_keep_init

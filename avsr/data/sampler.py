@@ -15,8 +15,8 @@ every rank gets the SAME number of batches, so no rank waits in a collective for
   largest batches are halved until it is (a half batch still fits the budget), so every item
   is seen exactly once per epoch across ranks. When only single-item batches are left (tiny
   sets), the last rounds are filled with EMPTY batches: the training step of such a rank
-  contributes zero gradients and zero counts (see :class:`avsr.lightning.supervised.
-  SupervisedTask`), evaluation skips them;
+  contributes zero gradients and zero counts (see :class:`avsr.objectives.supervised.
+  SupervisedObjective` and :class:`avsr.lightning.task.TrainTask`), evaluation skips them;
 - ``drop_last=True``: the partial last batch of every bucket and the trailing batches that do
   not fill a round are dropped, so some items are skipped in that epoch (a different set next
   epoch).

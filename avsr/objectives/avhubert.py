@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsr.objectives.base import Objective
 from avsr.objectives.masking import (
     fill_embedding, span_mask, stream_mask, substitute_frames, valid_mask,
 )
@@ -66,7 +67,7 @@ class ClusterHead(nn.Module):
         return z @ e.t() / self.temperature
 
 
-class AVHuBERTObjective(nn.Module):
+class AVHuBERTObjective(Objective):
     """Masked cluster prediction; :meth:`bind` sizes its parameters for the model.
 
     Args:
@@ -84,6 +85,9 @@ class AVHuBERTObjective(nn.Module):
         modality: what the model sees (``audiovisual``; ``audio`` or ``video`` for unimodal
             pre-training of one front-end, Pan et al.).
     """
+
+    # the encoder side only: the decoder and CTC head stay as they are
+    frozen_parts = ("decoder", "ctc")
 
     def __init__(
         self,

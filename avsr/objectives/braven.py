@@ -23,6 +23,7 @@ from torch import nn
 from avsr.models.conformer import ConformerEncoder
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.models.predictor import MaskedPredictor
+from avsr.objectives.base import Objective
 from avsr.objectives.masking import span_mask, valid_mask, zero_frames
 
 __all__ = ["BRAVEnObjective", "encoder_blocks", "collect_block_outputs", "instance_norm",
@@ -88,7 +89,7 @@ def negative_cosine(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return -(cos * mask).sum() / n
 
 
-class BRAVEnObjective(nn.Module):
+class BRAVEnObjective(Objective):
     """Self-distillation objective; :meth:`bind` attaches it to the model it trains.
 
     Args:
@@ -101,6 +102,9 @@ class BRAVEnObjective(nn.Module):
         predictor_layers, predictor_heads, predictor_dim: the shared predictor.
         momentum_start, momentum_end: EMA momentum cosine schedule (0.999 → 1).
     """
+
+    # the encoder side only: the decoder and CTC head stay as they are
+    frozen_parts = ("decoder", "ctc")
 
     def __init__(
         self,

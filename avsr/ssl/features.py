@@ -19,6 +19,7 @@ from avsr.data.io import load_audio
 __all__ = ["mfcc_features", "mfcc_frames", "MFCC_RATE", "utterance_mfcc", "layer_features"]
 
 MFCC_RATE = 100
+ENCODER_SIDE = ("audio_frontend", "video_frontend", "fusion", "encoder")
 _WIN, _HOP = 400, 160  # 25 ms / 10 ms at 16 kHz
 
 
@@ -58,24 +59,13 @@ def layer_features(ckpt_path: str | Path, utterances: Sequence[Utterance], layer
     ``objective.teacher.model``); inputs get the run's evaluation transforms (centre crop, no
     noise), so features do not depend on augmentation draws.
     """
-    import hydra
-
+    from avsr.checkpoints import instantiate_stored, load_run
     from avsr.data.dataset import AVDataset
-    from avsr.lightning.finetune import load_pretrained
-    from avsr.models.avsr_model import AVSRModel
     from avsr.objectives.braven import collect_block_outputs
 
-    from omegaconf import OmegaConf
-
-    from avsr.checkpoints import instantiate_stored, read_checkpoint
-
-    checkpoint = read_checkpoint(ckpt_path, what="ckpt")
-    cfg = OmegaConf.create(checkpoint["avsr_config"])
-    model: AVSRModel = instantiate_stored(cfg.model, f"{ckpt_path}: model")
-    parts = [n for n in ("audio_frontend", "video_frontend", "fusion", "encoder")
-             if getattr(model, n, None) is not None]
-    load_pretrained(model, checkpoint, parts, source)
-    model.eval()
+    # the encoder side only: an EMA teacher of pre-training holds no decoder
+    run = load_run(ckpt_path, source=source, parts=ENCODER_SIDE)
+    model, cfg = run.model, run.config
     dataset = AVDataset(list(utterances), None,
                         instantiate_stored(cfg.data.eval_video_transform, f"{ckpt_path}: data"),
                         instantiate_stored(cfg.data.eval_audio_transform, f"{ckpt_path}: data"),

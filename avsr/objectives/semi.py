@@ -1,4 +1,4 @@
-"""Semi-supervised stage: greedy pseudo-labels from an EMA teacher (USR, Haliassos et al.,
+"""USR semi-supervised training: greedy pseudo-labels from an EMA teacher (Haliassos et al.,
 "Unified Speech Recognition", NeurIPS 2024; REFERENCE.md §2.1 (b)).
 
 Every step: the EMA teacher of the whole model (eval mode) encodes the clean audio-visual
@@ -7,10 +7,10 @@ with the K/V cache, ≤ T/5 steps), and masks labels whose probability is below 
 The student sees the same batch with zero time masks and learns those labels for audio, video
 and audio-visual input through separate per-modality heads (frame-wise cross-entropy for the
 CTC labels, teacher-forced cross-entropy for the attention labels). The labelled batch (from
-its own sampler) gives the ordinary hybrid loss, computed by a composed
-:class:`~avsr.lightning.supervised.SupervisedTask` that also runs validation. The loss is
-``Σ_m w_m [γ_m · L_unlab,m + (1 − γ_m) · L_lab,m]``; after the step the teacher follows the
-student with momentum rising from 0.999 to 1 on a cosine schedule.
+its own sampler) gives the ordinary hybrid loss of a composed
+:class:`~avsr.objectives.supervised.SupervisedObjective`, which also scores validation. The
+loss is ``Σ_m w_m [γ_m · L_unlab,m + (1 − γ_m) · L_lab,m]``; after the step the teacher
+follows the student with momentum rising from 0.999 to 1 on a cosine schedule.
 
 Both losses are on ESPnet's scale (summed per utterance, averaged over the batch), so that γ
 weighs like against like. With ``unlabelled_start_step`` the stage first trains on the
@@ -22,29 +22,24 @@ learning-rate schedule spans the whole stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from avsr.lightning.finetune import apply_init
-from avsr.lightning.guards import (
-    GuardedCheckpoint, NonFiniteLossGuard, skipped_step, world_size, zero_gradient_loss,
-)
-from avsr.lightning.optim import configure_step_optimizer, total_steps
-from avsr.lightning.supervised import SupervisedTask
+from avsr.modalities import MODALITIES
 from avsr.models.ema import EMATeacher, cosine_momentum
+from avsr.objectives.base import Objective
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 from avsr.objectives.masking import span_mask, zero_frames
 from avsr.objectives.pseudo_labels import (
     NORMALIZE, attention_pseudo_labels, ctc_pseudo_labels, masked_cross_entropy,
 )
+from avsr.objectives.supervised import SupervisedObjective
+from avsr.utils.distributed import world_size, zero_gradient_loss
 
-__all__ = ["SemiSupervisedTask"]
-
-_ALL = ("audio", "video", "audiovisual")
+__all__ = ["SemiSupervisedObjective"]
 
 
 def _copy_linear(head: nn.Linear, source: nn.Linear) -> None:
@@ -59,14 +54,12 @@ def _copy_linear(head: nn.Linear, source: nn.Linear) -> None:
         head.bias.zero_()
 
 
-class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
-    """USR semi-supervised training of an injected model.
+class SemiSupervisedObjective(Objective):
+    """USR's semi-supervised loss over a ``{"labelled": batch, "unlabelled": batch}`` pair.
 
     Args:
-        model: the unified model.
         loss: hybrid loss of the labelled part (its ``ctc_weight`` also weighs the
             pseudo-label CTC term).
-        optimizer, scheduler: as :class:`SupervisedTask`.
         modalities: streams trained every step.
         modality_weights: ``w_m``.
         unlabelled_weights: ``γ_m`` (USR Base low-resource: V 0.8, A/AV 0.5).
@@ -75,8 +68,6 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         momentum_start, momentum_end: EMA momentum cosine schedule.
         student_mask_prob, student_mask_span: zero time masks on the student's unlabelled
             input (video frames and the same audio samples).
-        init: sources loaded into the model before the teacher is copied
-            (:func:`~avsr.lightning.finetune.apply_init`): the pre-trained encoder side.
         heads_from_model: start each per-modality pseudo-label head as a copy of the model's
             own output layer (CTC ``ctc_lo``, decoder ``output_projection``) instead of at
             random, at the step the pseudo-labels start. USR starts them at random because its
@@ -88,18 +79,13 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         pseudo_label_normalize: ``"batch"`` (pseudo-label cross-entropies summed per utterance
             and averaged over the batch, the labelled loss's scale) or ``"tokens"`` (a mean per
             kept token or frame: 10-100× smaller than the labelled loss per utterance).
-        tokenizer: for validation WER.
-        max_nonfinite_steps: consecutive NaN/inf steps that stop the run.
     """
 
     def __init__(
         self,
         *,
-        model: nn.Module,
         loss: HybridCTCAttentionLoss,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        modalities: Sequence[str] = _ALL,
+        modalities: Sequence[str] = MODALITIES,
         modality_weights: Mapping[str, float] | None = None,
         unlabelled_weights: Mapping[str, float] | None = None,
         threshold: float = 0.8,
@@ -108,27 +94,22 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         momentum_end: float = 1.0,
         student_mask_prob: float = 0.0,
         student_mask_span: int = 5,
-        init: Sequence[Mapping[str, Any]] | None = None,
         heads_from_model: bool = False,
         unlabelled_start_step: int = 0,
         unlabelled_rampup_steps: int = 0,
         pseudo_label_normalize: str = "batch",
-        tokenizer: Any = None,
-        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
-        apply_init(model, init)
-        self.model = model
-        # composed, not subclassed: the labelled loss and validation are SupervisedTask's. It
-        # shares self.model and is kept out of the module tree so the weights are stored once.
-        sup = SupervisedTask(model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
-                             modalities=modalities, modality_weights=modality_weights,
-                             tokenizer=tokenizer)
-        sup.log = self.log  # type: ignore[method-assign]
-        sup.log_dict = self.log_dict  # type: ignore[method-assign]
-        object.__setattr__(self, "supervised", sup)
-        self.loss = loss
-        self.modalities = sup.modalities
+        if unlabelled_start_step < 0 or unlabelled_rampup_steps < 0:
+            raise ValueError(f"unlabelled_start_step and unlabelled_rampup_steps must be >= 0, "
+                             f"got {unlabelled_start_step} and {unlabelled_rampup_steps}")
+        if pseudo_label_normalize not in NORMALIZE:  # at construction, not after the warm-up
+            raise ValueError(f"pseudo_label_normalize must be one of {NORMALIZE}, got "
+                             f"{pseudo_label_normalize!r}")
+        # composed: the labelled loss and the validation scores are the supervised objective's
+        self.labelled = SupervisedObjective(loss=loss, modalities=modalities,
+                                            modality_weights=modality_weights)
+        self.modalities = self.labelled.modalities
         gammas = dict(unlabelled_weights or {})
         self.unlabelled_weights = {m: float(gammas.get(m, 0.5)) for m in self.modalities}
         self.threshold = threshold
@@ -136,24 +117,23 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         self.momentum_range = (momentum_start, momentum_end)
         self.student_mask = (student_mask_prob, student_mask_span)
         self.heads_from_model = heads_from_model
-        if unlabelled_start_step < 0 or unlabelled_rampup_steps < 0:
-            raise ValueError(f"unlabelled_start_step and unlabelled_rampup_steps must be >= 0, "
-                             f"got {unlabelled_start_step} and {unlabelled_rampup_steps}")
-        if pseudo_label_normalize not in NORMALIZE:  # at construction, not after the warm-up
-            raise ValueError(f"pseudo_label_normalize must be one of {NORMALIZE}, got "
-                             f"{pseudo_label_normalize!r}")
         self.unlabelled_start_step = unlabelled_start_step
         self.unlabelled_rampup_steps = unlabelled_rampup_steps
         self.pseudo_label_normalize = pseudo_label_normalize
         self.teacher: EMATeacher | None = None
-        self.nonfinite_guard = NonFiniteLossGuard(max_nonfinite_steps)
+        self._scale = 0.0
 
-    def configure_model(self) -> None:
-        """Copy the teacher (after ``init``) and build the pseudo-label heads, before the
-        Trainer restores a checkpoint or builds the optimiser; idempotent."""
+    @property
+    def loss(self) -> HybridCTCAttentionLoss:
+        return self.labelled.loss
+
+    def bind_tokenizer(self, tokenizer: Any) -> None:
+        self.labelled.bind_tokenizer(tokenizer)
+
+    def bind(self, model: nn.Module) -> None:
+        """Copy the teacher (after the run's ``init``) and build the pseudo-label heads."""
         if self.teacher is not None:
             return
-        model = self.model
         if getattr(model, "decoder", None) is None or getattr(model, "ctc", None) is None:
             raise ValueError("semi-supervised training needs a model with a decoder and a CTC "
                              "head (the teacher labels with both)")
@@ -164,13 +144,13 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         self.att_heads = nn.ModuleDict({m: nn.Linear(model.decoder.d_model, vocab)
                                         for m in self.modalities})
         if self.heads_from_model and self.unlabelled_start_step == 0:
-            self._copy_heads()
+            self._copy_heads(model)
 
     @torch.no_grad()
-    def _copy_heads(self) -> None:
+    def _copy_heads(self, model: nn.Module) -> None:
         for m in self.modalities:
-            _copy_linear(self.ctc_heads[m], self.model.ctc.ctc_lo)
-            _copy_linear(self.att_heads[m], self.model.decoder.output_projection)
+            _copy_linear(self.ctc_heads[m], model.ctc.ctc_lo)
+            _copy_linear(self.att_heads[m], model.decoder.output_projection)
 
     def unlabelled_scale(self, step: int) -> float:
         """Factor on every γ_m at optimiser step ``step``: 0 before the start, then a linear
@@ -181,11 +161,18 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
             return 1.0
         return min(1.0, (step - self.unlabelled_start_step + 1) / self.unlabelled_rampup_steps)
 
+    def start_step(self, model: nn.Module, step: int) -> None:
+        self._scale = self.unlabelled_scale(step)
+        if (self.heads_from_model and self.unlabelled_start_step > 0
+                and step == self.unlabelled_start_step):
+            self._copy_heads(model)  # the output layers the warm-up trained
+
     # ------------------------------------------------------------------ pseudo-labels
     @torch.no_grad()
     def pseudo_label(self, batch: Mapping[str, Any]):
-        """Teacher labels of a clean audio-visual batch: (CTC labels, attention labels, T)."""
-        assert self.teacher is not None, "call configure_model() first"
+        """Teacher labels of a clean audio-visual batch: (CTC labels, attention labels)."""
+        if self.teacher is None:
+            raise RuntimeError("bind(model) first")
         teacher = self.teacher.model
         enc, lengths = teacher.encode(batch["audio"], batch["audio_lengths"], batch["video"],
                                       batch["video_lengths"], "audiovisual")
@@ -195,7 +182,9 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
                                       self.loss.blank_id)
         return ctc, att
 
-    def _unlabelled_losses(self, batch: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    def unlabelled_losses(self, model: nn.Module, batch: Mapping[str, Any]
+                          ) -> dict[str, dict[str, torch.Tensor]]:
+        """Per-stream pseudo-label losses, and ``_stats`` of how many labels were kept."""
         ctc, att = self.pseudo_label(batch)
         audio, video = batch["audio"], batch["video"]
         prob, span = self.student_mask
@@ -205,12 +194,11 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         sos = att.tokens.new_full((att.tokens.shape[0], 1), self.loss.sos_id)
         dec_in = torch.cat([sos, att.tokens[:, :-1]], dim=1)  # teacher forcing on the labels
         hidden: list[torch.Tensor] = []
-        hook = self.model.decoder.layer_norm.register_forward_hook(
+        hook = model.decoder.layer_norm.register_forward_hook(
             lambda _m, _i, out: hidden.append(out))
         try:
-            out = self.model.forward_unified(audio, batch["audio_lengths"], video,
-                                             batch["video_lengths"], dec_in, att.lengths,
-                                             modalities=self.modalities)
+            out = model(audio, batch["audio_lengths"], video, batch["video_lengths"], dec_in,
+                        att.lengths, modalities=self.modalities)
         finally:
             hook.remove()
         states = hidden[0]  # (ΣB_m, L, D): the streams stacked in the order of `out`
@@ -233,23 +221,24 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         }
         return parts
 
-    # ------------------------------------------------------------------ training
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+    # ------------------------------------------------------------------ the protocol
+    def forward(self, model: nn.Module, batch: Mapping[str, Any],
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         labelled, unlabelled = batch["labelled"], batch["unlabelled"]
-        total = torch.zeros((), device=self.device)
+        device = next(model.parameters()).device
+        total = torch.zeros((), device=device)
         logs: dict[str, torch.Tensor] = {}
-        scale = self.unlabelled_scale(self.global_step)
-        if (self.heads_from_model and self.unlabelled_start_step > 0
-                and self.global_step == self.unlabelled_start_step):
-            self._copy_heads()  # the output layers the warm-up trained
-        lab_parts = self.supervised._stream_losses(labelled)[0] if labelled["ids"] else {}
+        scale = self._scale
+        lab_parts = self.labelled.stream_losses(model, labelled)[0] if labelled["ids"] else {}
         # before the start the teacher's labels would weigh 0: skip decoding them
-        unl_parts = (self._unlabelled_losses(unlabelled) if unlabelled["ids"] and scale > 0
-                     else {})
+        unl_parts = (self.unlabelled_losses(model, unlabelled)
+                     if unlabelled["ids"] and scale > 0 else {})
         stats = unl_parts.pop("_stats", {})
+        if not lab_parts and not unl_parts:
+            return {"loss": None}  # nothing to learn from: the task skips the step
         for m in self.modalities:
             g = self.unlabelled_weights[m] * scale
-            term = torch.zeros((), device=self.device)
+            term = torch.zeros((), device=device)
             if m in lab_parts:
                 term = term + (1 - g) * lab_parts[m]["loss"]
                 logs[f"loss_lab_{m}"] = lab_parts[m]["loss"].detach()
@@ -257,43 +246,27 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
                 term = term + g * unl_parts[m]["loss"]
                 for k, v in unl_parts[m].items():
                     logs[f"{k}_unlab_{m}"] = v.detach()
-            total = total + self.supervised.modality_weights[m] * term
-        if not lab_parts and not unl_parts:  # both batches empty
-            return self.nonfinite_guard.empty_batch(self, self.global_step)
-        if self.nonfinite_guard.vote(total, self.global_step):
-            return skipped_step(self)
+            total = total + self.labelled.modality_weights[m] * term
         if not unl_parts and world_size() > 1:
             # DDP waits for every parameter's gradient: the pseudo-label heads get zeros
             total = total + zero_gradient_loss(self.ctc_heads) + zero_gradient_loss(self.att_heads)
         logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
         logs["unlabelled_scale"] = torch.tensor(scale)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False,
-                      batch_size=max(1, len(unlabelled["ids"])))
-        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=False,
-                 batch_size=max(1, len(unlabelled["ids"])))
-        return total
+        return {**logs, "loss": total}
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        momentum = cosine_momentum(self.global_step, total_steps(self), *self.momentum_range)
-        assert self.teacher is not None
-        self.teacher.update(self.model, momentum)
-        self.log("train/ema_momentum", momentum, on_step=True, on_epoch=False)
+    def evaluate(self, model: nn.Module, batch: Mapping[str, Any],
+                 generator: torch.Generator | None = None):
+        return self.labelled.evaluate(model, batch, generator)
 
-    # ------------------------------------------------------------------ validation (composed)
-    def on_validation_epoch_start(self) -> None:
-        self.supervised._device = self.device  # the composed task is outside the module tree
-        self.supervised.on_validation_epoch_start()
+    def update_teacher(self, model: nn.Module, step: int, total_steps: int) -> float:
+        momentum = cosine_momentum(step, total_steps, *self.momentum_range)
+        if self.teacher is None:
+            raise RuntimeError("bind(model) first")
+        self.teacher.update(model, momentum)
+        return momentum
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self.supervised.validation_step(batch, batch_idx)
+    def batch_size(self, batch: Mapping[str, Any]) -> int:
+        return max(1, len(batch["unlabelled"]["ids"]))
 
-    def on_validation_epoch_end(self) -> None:
-        self.supervised.on_validation_epoch_end()
-
-    def on_fit_start(self) -> None:
-        self.supervised._device = self.device
-
-    # ------------------------------------------------------------------ optimiser
-    def configure_optimizers(self):
-        return configure_step_optimizer(self, self.supervised.optimizer_factory,
-                                        self.supervised.scheduler_factory)
+    def is_empty(self, batch: Mapping[str, Any]) -> bool:
+        return not batch["labelled"]["ids"] and not batch["unlabelled"]["ids"]
