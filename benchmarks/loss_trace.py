@@ -38,7 +38,7 @@ def _overrides(experiment: str, steps: int, data_root: Path, out_dir: Path) -> l
               "num_threads=1", f"data.corpus.root={data_root}", "synthetic.generate=true",
               f"hydra.run.dir={out_dir}", *CORPUS]
     if experiment != "synth_words":
-        common += ["stage.scheduler.time_budget_s=null"]
+        common += ["++stage.scheduler.time_budget_s=null"]
     else:
         common += ["test_after_fit=false"]
     return common
