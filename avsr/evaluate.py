@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from avsr.checkpoints import load_run
 from avsr.decoding.beam_search import BeamSearch
 from avsr.decoding.ctc_beam import CTCPrefixBeamSearch
-from avsr.decoding.nbest import DECODERS, decode_nbest
+from avsr.decoding.nbest import decode_nbest
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
+from avsr.modalities import MODALITIES
 from avsr.utils.runtime import (
     ensure_synthetic_corpus,
     set_torch_threads,
@@ -36,8 +37,6 @@ __all__ = ["load_model_from_checkpoint", "build_search", "decode_lm", "build_bea
            "evaluation_data_config", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
-
-MODALITIES = ("audio", "video", "audiovisual")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",

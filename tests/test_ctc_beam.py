@@ -117,7 +117,8 @@ def test_ctc_beam_is_a_decoder_of_evaluate() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from avsr.evaluate import DECODERS, _decode_loader, build_ctc_beam_search
+    from avsr.decoding.nbest import DECODERS
+    from avsr.evaluate import _decode_loader, build_ctc_beam_search
 
     configs = str(Path(__file__).resolve().parents[1] / "configs")
     with initialize_config_dir(config_dir=configs, version_base="1.3"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsr.models.avsr_model import MODALITIES
+from avsr.modalities import MODALITIES
 from avsr.models.decoder import TransformerDecoder
 
 __all__ = ["EncoderProgram", "CTCProgram", "DecoderInitProgram", "DecoderStepProgram"]
