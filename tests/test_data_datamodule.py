@@ -9,7 +9,8 @@ import pytorch_lightning as pl
 import torch
 
 from avsr.data.corpora import LRS3
-from avsr.data.datamodule import AVDataLoader, AVDataModule
+from avsr.data.datamodule import AVDataModule
+from avsr.data.loader import AVDataLoader
 
 
 def _dm(root: Path, tmp_path: Path, **kw) -> AVDataModule:

@@ -12,7 +12,7 @@ from conftest import SENTENCES, write_clip, write_lrs3_txt
 
 from avsr.data import dataset as dataset_module
 from avsr.data.corpora import LRS3, Utterance
-from avsr.data.datamodule import AVDataLoader
+from avsr.data.loader import AVDataLoader
 from avsr.data.dataset import AVDataset, TooManyBadItemsError, collate_fn
 from avsr.data.io import SAMPLES_PER_FRAME
 from avsr.data.noise import FixedNoiseMixer, WhiteNoise

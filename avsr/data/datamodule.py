@@ -16,28 +16,24 @@ Wiring notes for the trainer:
 from __future__ import annotations
 
 import logging
-import os
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
-from avsr.data.io import FPS, MediaError, probe
+from avsr.data.loader import AVDataLoader, utterance_lengths
 from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
 from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
-from avsr.data.tokenizer import Tokenizer, train_tokenizer
+from avsr.data.splits import TRAIN_DATA, labelled_subset, training_pool
+from avsr.data.tokenizer import Tokenizer, ensure_tokenizer_model
 from avsr.data.transforms import AudioTransform, VideoTransform
 
-__all__ = ["AVDataModule", "AVDataLoader", "Corpus", "utterance_lengths"]
-
-TRAIN_DATA = ("labelled", "all", "labelled+unlabelled")
+__all__ = ["AVDataModule", "Corpus"]
 
 log = logging.getLogger(__name__)
 
@@ -46,74 +42,6 @@ class Corpus(Protocol):
     """What the data module needs from a corpus reader (LRS3, LRS2, ...)."""
 
     def utterances(self, split: str) -> list[Utterance]: ...  # pragma: no cover
-
-
-def utterance_lengths(utterances: Sequence[Utterance]) -> list[int]:
-    """Length in video frames of every utterance, for the sampler.
-
-    ``num_frames`` when the corpus knew it; otherwise a container probe (header only, no
-    decoding). An unreadable file gets length 1: the dataset will skip and report it.
-    """
-    lengths = []
-    for u in utterances:
-        n = u.num_frames
-        if n is None:
-            path = u.video_path or u.audio_path
-            try:
-                info = probe(path) if path is not None else {}
-            except MediaError:
-                info = {}
-            n = info.get("num_frames") or round((info.get("duration") or 0.0) * FPS)
-        lengths.append(max(1, int(n)))
-    return lengths
-
-
-class AVDataLoader(DataLoader):
-    """DataLoader that merges worker skip reports and counts consumed batches.
-
-    Args:
-        consumer_prefetch: batches the consumer requests ahead of the one it is processing;
-            the saved position subtracts them so a resumed run continues right after the last
-            processed batch. Lightning's fetcher does not prefetch a loader that has a length
-            (this one), hence the default 0.
-        **kwargs: :class:`torch.utils.data.DataLoader` arguments; ``batch_sampler`` must be a
-            :class:`~avsr.data.sampler.FrameBudgetBatchSampler` for ``state_dict``.
-    """
-
-    def __init__(self, *args: Any, consumer_prefetch: int = 0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.consumer_prefetch = consumer_prefetch
-        self._delivered = 0
-        self._exhausted = False
-        self._start = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        sampler = self.batch_sampler
-        self._start = getattr(sampler, "resume_position", 0)
-        self._delivered, self._exhausted = 0, False
-        dataset = self.dataset
-        for batch in super().__iter__():
-            self._delivered += 1
-            if self.num_workers > 0 and isinstance(dataset, AVDataset):
-                # the workers' dataset copies counted these; the main-process report did not
-                dataset.report.merge_batch(batch)
-                dataset.report.check(dataset.max_bad_fraction, dataset.min_items_for_check)
-            yield batch
-        self._exhausted = True
-        if isinstance(dataset, AVDataset):  # small sets never reach the minimum: judge at the end
-            dataset.report.check(dataset.max_bad_fraction, 1)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The sampler's state with ``position`` = batches consumed in the current epoch."""
-        state = dict(self.batch_sampler.state_dict())
-        ahead = 0 if self._exhausted else self.consumer_prefetch
-        state["position"] = self._start + max(0, self._delivered - ahead)
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the sampler: the next pass of the saved epoch skips the consumed batches."""
-        self.batch_sampler.load_state_dict(state)
-        self._start, self._delivered, self._exhausted = int(state["position"]), 0, False
 
 
 class AVDataModule(pl.LightningDataModule):
@@ -248,18 +176,11 @@ class AVDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Train the tokenizer when its model is absent (Lightning runs this on one process)."""
-        if self.tokenizer is not None or self.tokenizer_path.is_file():
+        if self.tokenizer is not None:
             return
-        texts = [u.text for u in self.corpus.utterances(self.splits["train"])]
-        log.info("training tokenizer on %d %s transcripts -> %s", len(texts),
-                 self.splits["train"], self.tokenizer_path)
-        # train under a private name and rename: concurrent ranks never read a partial file
-        tmp = self.tokenizer_path.with_name(f".{self.tokenizer_path.stem}.{os.getpid()}")
-        trained = train_tokenizer(texts, tmp, self.vocab_size)
-        trained.replace(self.tokenizer_path)
-        vocab = Path(f"{tmp}.vocab")
-        if vocab.is_file():
-            vocab.replace(self.tokenizer_path.with_suffix(".vocab"))
+        ensure_tokenizer_model(self.tokenizer_path, self.vocab_size,
+                               lambda: [u.text for u in self.corpus.utterances(self.splits["train"])],
+                               f"{self.splits['train']} transcripts")
 
     def load_tokenizer(self, train_if_missing: bool = True) -> Tokenizer:
         """The tokenizer, trained first if its model is absent and ``train_if_missing``.
@@ -296,16 +217,11 @@ class AVDataModule(pl.LightningDataModule):
 
     def labelled_utterances(self) -> list[Utterance]:
         """The training utterances whose transcripts are used (all when the fraction is 1)."""
-        utts = self.corpus.utterances(self.splits["train"])
-        if self.labelled_fraction >= 1.0:
-            return utts
-        order = sorted(range(len(utts)), key=lambda i: utts[i].id)
-        random.Random(self.labelled_seed).shuffle(order)
-        keep = sorted(order[: max(1, round(self.labelled_fraction * len(utts)))])
-        return [utts[i] for i in keep]
+        return labelled_subset(self.corpus.utterances(self.splits["train"]),
+                               self.labelled_fraction, self.labelled_seed)
 
     def _utterances(self, role: str) -> list[Utterance]:
-        if role == "unlabelled" or (role == "train" and self.train_data == "all"):
+        if training_pool(role, self.train_data) == "all":
             return self.corpus.utterances(self.splits["train"])
         if role == "train":
             return self.labelled_utterances()

@@ -6,7 +6,7 @@ its transcript's word timings, a missing, empty or unreadable transcript) is *sk
 ``__getitem__`` returns None, logs a warning naming the file and the problem, and records it
 in :attr:`AVDataset.report`. The collate drops Nones and lists the skipped items of the batch
 under ``batch["skipped"]``, so skips that happen in DataLoader worker processes reach the main
-process (:class:`avsr.data.datamodule.AVDataLoader` merges them into the main-process
+process (:class:`avsr.data.loader.AVDataLoader` merges them into the main-process
 report). Too many skips raise :class:`TooManyBadItemsError` instead of silently training on a
 fraction of the data.
 

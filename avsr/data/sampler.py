@@ -204,7 +204,7 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         """``epoch``, ``position`` (batches of this rank handed out this epoch) and ``seed``.
 
         With DataLoader workers or a prefetching trainer, batches are requested ahead of use;
-        :class:`avsr.data.datamodule.AVDataLoader` reports the consumed count instead.
+        :class:`avsr.data.loader.AVDataLoader` reports the consumed count instead.
         """
         return {"epoch": self.epoch, "position": self._position, "seed": self.seed}
 

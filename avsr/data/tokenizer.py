@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from avsr.data.corpora import LRS2, LRS3, normalize_text
 
 __all__ = [
     "Tokenizer", "train_tokenizer", "default_tokenizer_path", "vocabulary", "check_vocabulary",
-    "unknown_text", "BLANK_ID", "UNK_ID", "EOS_ID",
+    "unknown_text", "BLANK_ID", "UNK_ID", "EOS_ID", "ensure_tokenizer_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -260,3 +261,25 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+def ensure_tokenizer_model(path: str | Path, vocab_size: int, texts: Callable[[], list[str]],
+                           what: str = "transcripts") -> Path:
+    """Train the SentencePiece model at ``path`` from ``texts()`` unless it exists.
+
+    The model is trained under a private name and renamed into place, so ranks that start
+    together never read a half-written file. ``texts`` is called only when training is needed
+    (listing a large corpus is not free).
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    corpus = texts()
+    log.info("training tokenizer on %d %s -> %s", len(corpus), what, path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}")
+    trained = train_tokenizer(corpus, tmp, vocab_size)
+    trained.replace(path)
+    vocab = Path(f"{tmp}.vocab")
+    if vocab.is_file():
+        vocab.replace(path.with_suffix(".vocab"))
+    return path

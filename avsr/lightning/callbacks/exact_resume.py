@@ -3,7 +3,7 @@
 Lightning restores weights, optimiser, schedulers and loop counters, but not the global RNGs
 that drive data augmentation (crops, flips, masks, noise SNRs) and dropout: without them a
 resumed run sees different augmentations from the kill on. It also stores the state of
-stateful loaders (our :class:`~avsr.data.datamodule.AVDataLoader`: sampler epoch and
+stateful loaders (our :class:`~avsr.data.loader.AVDataLoader`: sampler epoch and
 position) but loads it only when the train loader is built after the loop state is restored;
 ``configure_optimizers`` reading ``trainer.estimated_stepping_batches`` builds it before, and
 the resumed epoch then restarts from its first batch (checked with Lightning 2.6).
