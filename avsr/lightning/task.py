@@ -166,11 +166,9 @@ class TrainTask(GuardedCheckpoint, pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start("test")
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._end()
+    # the test split is scored as the validation split, under test/
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end
 
     # ------------------------------------------------------------------ checkpoints, optimiser
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
