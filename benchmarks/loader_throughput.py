@@ -14,8 +14,11 @@ start-up). Compare with the frames/s a training step consumes (train_throughput.
 ``--storage media shards`` measures both storages in one run: ``media`` decodes the mp4s with
 PyAV, ``shards`` reads pre-decoded frames (:mod:`avsr.data.shards`) from ``--shards DIR``,
 written first from ``--root`` when DIR holds no index (the write time is reported). Each storage
-also gets a single-process breakdown (``stages``): media read only, read + transforms, and the
-whole item + collate, frames/s each.
+also gets a single-process breakdown (``--stages``): media read only, read + transforms, and the
+whole item + collate, frames per wall second and per CPU second, with glibc's default malloc
+thresholds and then with the raised ones the loader workers use. Rows also give frames per CPU
+second of the whole pipeline (main process and workers): what dedicated cores would deliver on a
+machine shared with other jobs.
 
 ``--consumption base`` adds the reference: the video frames/s one GPU consumes training the Base
 model, estimated as ``--peak-tflops`` (H200 dense bf16, 990) x ``--mfu`` (0.4) / FLOPs per video
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -39,6 +43,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avsr.data.corpora import LRS3  # noqa: E402
 from avsr.data.dataset import AVDataset  # noqa: E402
+from avsr.data.loading import raise_malloc_thresholds, worker_init  # noqa: E402
 from avsr.data.shards import ShardDataset, ShardIndex  # noqa: E402
 from avsr.data.transforms import AudioTransform, VideoTransform  # noqa: E402
 
@@ -49,12 +54,20 @@ def make_dataset(utterances, storage: str) -> AVDataset:
                AudioTransform(train=True), max_bad_fraction=1.0)
 
 
+def _cpu_s(children: bool = False) -> float:
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def stages(utterances, storage: str, max_seconds: float) -> dict:
-    """Single-process frames/s of: media read only, read + transforms, item + collate."""
+    """Single-process frames per wall second and per CPU second of: media read only, read +
+    transforms, item + collate (CPU seconds: what one dedicated core would do; the wall rate
+    depends on the machine's load)."""
     dataset = make_dataset(utterances, storage)
     out = {}
     for stage in ("read", "read+transforms", "item+collate"):
-        frames, start = 0, time.perf_counter()
+        frames, start, cpu = 0, time.perf_counter(), _cpu_s()
         for i in range(len(dataset)):
             if stage == "read":
                 video, _ = dataset.load_media(i)
@@ -69,7 +82,8 @@ def stages(utterances, storage: str, max_seconds: float) -> dict:
                 frames += int(batch["video_lengths"].sum())
             if time.perf_counter() - start >= max_seconds:
                 break
-        out[stage] = frames / (time.perf_counter() - start)
+        out[stage] = {"frames_per_s": frames / (time.perf_counter() - start),
+                      "frames_per_cpu_s": frames / max(1e-9, _cpu_s() - cpu)}
     return out
 
 
@@ -94,11 +108,13 @@ def measure(utterances, workers: int, batch_size: int, max_seconds: float,
             storage: str = "media") -> dict:
     dataset = make_dataset(utterances, storage)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=dataset.collate, persistent_workers=False)
-    start = time.perf_counter()
+                        collate_fn=dataset.collate, persistent_workers=False,
+                        worker_init_fn=worker_init)
+    start, cpu, cpu_children = time.perf_counter(), _cpu_s(), _cpu_s(children=True)
     first = None
     frames = items = batches = 0
-    for batch in loader:
+    iterator = iter(loader)
+    for batch in iterator:
         now = time.perf_counter()
         if first is None:
             first = now - start
@@ -108,10 +124,13 @@ def measure(utterances, workers: int, batch_size: int, max_seconds: float,
         if now - start >= max_seconds:
             break
     wall = time.perf_counter() - start
-    return {"storage": storage, "workers": workers, "items": items, "batches": batches, "video_frames": frames,
-            "wall_s": wall, "first_batch_s": first, "frames_per_s": frames / wall,
+    del iterator  # joins the workers: their CPU time is in RUSAGE_CHILDREN from here
+    cpu = _cpu_s() - cpu + _cpu_s(children=True) - cpu_children
+    return {"storage": storage, "workers": workers, "items": items, "batches": batches,
+            "video_frames": frames, "wall_s": wall, "first_batch_s": first,
+            "frames_per_s": frames / wall,
             "frames_per_s_per_worker": frames / wall / max(workers, 1),
-            "items_per_s": items / wall}
+            "items_per_s": items / wall, "cpu_s": cpu, "frames_per_cpu_s": frames / cpu}
 
 
 def main() -> None:
@@ -161,11 +180,17 @@ def main() -> None:
                 out["shard_write"] = {**counts, "wall_s": time.perf_counter() - t}
             utts = ShardIndex.open(args.shards).resolve(base)
         sets[storage] = utts * args.repeat
-        if args.stages:
-            out.setdefault("stages", {})[storage] = stages(sets[storage], storage,
-                                                           args.max_seconds)
-            print(json.dumps({storage: out["stages"][storage]}), file=sys.stderr)
+    # glibc's default malloc thresholds first (they cannot be restored once raised), then the
+    # raised ones the loader workers use (avsr.data.loading.worker_init)
+    for malloc in ("default", "raised") if args.stages else ():
+        if malloc == "raised":
+            raise_malloc_thresholds()
+        for storage in args.storage:
+            row = stages(sets[storage], storage, args.max_seconds)
+            out.setdefault("stages", {}).setdefault(malloc, {})[storage] = row
+            print(json.dumps({"malloc": malloc, storage: row}), file=sys.stderr)
             save()
+    raise_malloc_thresholds()  # the main process decodes for 0 workers
     for storage in args.storage:
         for workers in args.workers:
             try:

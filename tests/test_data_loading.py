@@ -146,3 +146,36 @@ def test_a_loader_without_workers_is_unchanged(lrs3_root: Path, tmp_path: Path) 
     loader = dm.train_dataloader()
     # the main process keeps its global RNG stream (ExactResume restores it)
     assert isinstance(loader.batch_sampler, FrameBudgetBatchSampler)
+
+
+class _FaultCounter(torch.utils.data.Dataset):
+    """Page faults of the training video transform on a few clip lengths, in the worker."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        import resource
+
+        t = VideoTransform(train=True, crop_size=88)
+        videos = [torch.randint(0, 256, (n, 96, 96), dtype=torch.uint8) for n in (40, 75, 90)]
+        for v in videos:
+            t(v)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            for v in videos:
+                t(v)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_workers_keep_frame_buffers_instead_of_faulting_them_in_again(
+        lrs3_root: Path, tmp_path: Path) -> None:
+    faults = {}
+    for init in (None, loading.worker_init):
+        loader = torch.utils.data.DataLoader(_FaultCounter(), batch_size=None, num_workers=1,
+                                             worker_init_fn=init)
+        faults[init] = next(iter(loader))
+    assert faults[loading.worker_init] * 5 < faults[None], faults
+    dm = _dm(lrs3_root, tmp_path, num_workers=1)
+    dm.setup("fit")
+    assert dm.train_dataloader().worker_init_fn is loading.worker_init

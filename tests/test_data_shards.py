@@ -146,3 +146,17 @@ def test_storage_options_fail_early_with_clear_errors(lrs3_root: Path, tmp_path:
     (tmp_path / "junk" / "index.jsonl").write_text("not json\n")
     with pytest.raises(ValueError, match=r"junk/index.jsonl: first line is not"):
         _dm(lrs3_root, tmp_path, storage="shards", shards_dir=tmp_path / "junk")
+
+
+def test_missing_shard_file_is_a_named_skip(lrs3_root: Path, shards_f32: Path,
+                                            tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(shards_f32, copy)
+    index = ShardIndex(copy)
+    uid = next(iter(index.entries))
+    (copy / index.entries[uid]["shard"]).unlink()
+    utts = index.resolve([u for u in LRS3(lrs3_root).utterances("trainval") if u.id == uid])
+    dataset = ShardDataset(utts, None, max_bad_fraction=1.0)
+    assert dataset[0] is None
+    assert dataset.skipped["by_problem"] == {"missing shard file": 1}
+    assert dataset.skipped["files"] == [str(copy / index.entries[uid]["shard"])]

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
 from avsr.data.io import FPS, MediaError, probe
-from avsr.data.loading import SeededBatchSampler
+from avsr.data.loading import SeededBatchSampler, worker_init
 from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
 from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
@@ -369,6 +369,7 @@ class AVDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            worker_init_fn=worker_init,
             # DataLoader draws its workers' base seed from this instead of the global RNG, so
             # starting an iterator (e.g. on resume) does not shift augmentation and dropout
             generator=torch.Generator().manual_seed(self.seed),

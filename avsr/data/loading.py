@@ -12,7 +12,9 @@ The defaults ``${loader_workers:...}`` and ``${loader_pin_memory:...}`` used by
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -21,9 +23,39 @@ import torch
 
 from avsr.data.sampler import FrameBudgetBatchSampler
 
-__all__ = ["SeededBatchSampler", "item_seed", "loader_workers", "loader_pin_memory"]
+__all__ = ["SeededBatchSampler", "item_seed", "loader_workers", "loader_pin_memory",
+           "raise_malloc_thresholds", "worker_init"]
+
+log = logging.getLogger(__name__)
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+# glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_MAX = 32 * 2**20  # the largest mmap threshold glibc accepts on 64-bit
+
+
+def raise_malloc_thresholds() -> bool:
+    """Keep freed frame-sized buffers in this process's heap instead of unmapping them.
+
+    glibc serves blocks over the mmap threshold (128 KiB at first) with fresh mappings and
+    gives freed heap tops back to the OS; every item's frame tensors (a few MiB) then
+    page-fault their memory in again. Raising both thresholds (as ``GLIBC_TUNABLES`` does in
+    ``make demo``) made the training transforms ~3x cheaper per frame here (see
+    benchmarks/RESULTS.md). Returns False where glibc's ``mallopt`` is not available.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_MAX)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):
+        return False
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: :func:`raise_malloc_thresholds` in the worker only (the
+    training process keeps its allocator settings)."""
+    if not raise_malloc_thresholds() and worker_id == 0:
+        log.debug("mallopt not available: loader workers keep the default malloc thresholds")
 
 
 def item_seed(seed: int, epoch: int, rank: int, position: int, slot: int) -> int:
