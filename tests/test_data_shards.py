@@ -160,3 +160,22 @@ def test_missing_shard_file_is_a_named_skip(lrs3_root: Path, shards_f32: Path,
     assert dataset[0] is None
     assert dataset.skipped["by_problem"] == {"missing shard file": 1}
     assert dataset.skipped["files"] == [str(copy / index.entries[uid]["shard"])]
+
+
+def test_a_failed_rewrite_leaves_the_previous_shards_readable(lrs3_root: Path,
+                                                               tmp_path: Path) -> None:
+    from avsr.prepare.shards import corpus_utterances, write_shards
+
+    out = _write(lrs3_root, tmp_path / "sh", "--splits", "train", "--shard-mb", "0.2")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing():
+        items = corpus_utterances("lrs3", lrs3_root, ["train"])
+        yield from [next(items), next(items)]
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_shards(failing(), out, shard_mb=0.2)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left
+    index = ShardIndex(out)
+    assert all(index.read(uid)[0] is not None for uid in index.entries)

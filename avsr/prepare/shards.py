@@ -58,7 +58,8 @@ def _decode(job: tuple[str, Utterance, str]) -> tuple[str, Utterance, Any]:
 
 
 class _ShardWriter:
-    """Appends members to ``shard-NNNNN.bin`` files and returns their index fields."""
+    """Appends members to ``shard-NNNNN.bin`` files (under temporary names until
+    :meth:`finish`) and returns their index fields."""
 
     def __init__(self, out: Path, shard_bytes: int) -> None:
         self.out, self.shard_bytes = out, shard_bytes
@@ -67,10 +68,14 @@ class _ShardWriter:
     def _name(self, number: int) -> str:
         return f"shard-{number:05d}.bin"
 
+    def _tmp(self, number: int) -> Path:
+        return self.out / f".{self._name(number)}.tmp"
+
     def _roll(self) -> None:
-        self.close()
+        if self.file is not None:
+            self.file.close()
         self.number += 1
-        self.file = open(self.out / f".{self._name(self.number)}.tmp", "wb")
+        self.file = open(self._tmp(self.number), "wb")
         self.size = 0
 
     def add(self, video: np.ndarray | None, audio: np.ndarray | None) -> dict[str, Any]:
@@ -92,12 +97,17 @@ class _ShardWriter:
         fields["crc32"] = crc
         return fields
 
-    def close(self) -> None:
+    def finish(self, keep: bool) -> None:
+        """Rename every shard into place, or (a failed run) delete them: an existing index
+        never points into half-written replacements."""
         if self.file is not None:
             self.file.close()
-            tmp = self.out / f".{self._name(self.number)}.tmp"
-            tmp.replace(self.out / self._name(self.number))
             self.file = None
+        for number in range(self.number + 1):
+            if keep:
+                self._tmp(number).replace(self.out / self._name(number))
+            else:
+                self._tmp(number).unlink(missing_ok=True)
 
 
 def write_shards(items: Iterable[tuple[str, Utterance]], out: str | Path, *,
@@ -125,6 +135,7 @@ def write_shards(items: Iterable[tuple[str, Utterance]], out: str | Path, *,
         index.write(json.dumps({"format": FORMAT, "version": VERSION,
                                 "audio_dtype": audio_dtype}) + "\n")
         pool = get_context("spawn").Pool(workers) if workers > 1 else None
+        ok = False
         try:
             results = pool.imap(_decode, jobs, chunksize=4) if pool else map(_decode, jobs)
             for split, u, decoded in results:
@@ -138,11 +149,15 @@ def write_shards(items: Iterable[tuple[str, Utterance]], out: str | Path, *,
                     counts["written"] += 1
                     counts["frames"] += 0 if decoded[0] is None else int(decoded[0].shape[0])
                 index.write(json.dumps(entry) + "\n")
+            ok = True
         finally:
             if pool is not None:
                 pool.close()
                 pool.join()
-            writer.close()
+            writer.finish(keep=ok)
+            if not ok:
+                index.close()
+                tmp_index.unlink()
     tmp_index.replace(out / INDEX)
     counts["shards"] = writer.number + 1
     return counts
