@@ -14,7 +14,7 @@ from conftest import SENTENCES, make_lrs3_tree
 from avsr.data.corpora import LRS3
 from avsr.data.datamodule import AVDataModule
 from avsr.data.io import load_audio
-from avsr.data.shards import ShardDataset, ShardIndex
+from avsr.data.shards import ShardDataset, ShardIndex, shard_dataset
 from avsr.prepare.__main__ import main as prepare_main
 from avsr.utils.runtime import skip_totals
 
@@ -146,6 +146,10 @@ def test_storage_options_fail_early_with_clear_errors(lrs3_root: Path, tmp_path:
     (tmp_path / "junk" / "index.jsonl").write_text("not json\n")
     with pytest.raises(ValueError, match=r"junk/index.jsonl: first line is not"):
         _dm(lrs3_root, tmp_path, storage="shards", shards_dir=tmp_path / "junk")
+    from avsr.data.lrw import WordDataset
+
+    with pytest.raises(ValueError, match="not WordDataset"):
+        shard_dataset(WordDataset)
 
 
 def test_missing_shard_file_is_a_named_skip(lrs3_root: Path, shards_f32: Path,

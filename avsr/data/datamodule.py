@@ -33,7 +33,7 @@ from avsr.data.loading import SeededBatchSampler, worker_init
 from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
 from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
-from avsr.data.shards import ShardDataset, shard_index
+from avsr.data.shards import shard_dataset, shard_index
 from avsr.data.tokenizer import Tokenizer, train_tokenizer
 from avsr.data.transforms import AudioTransform, VideoTransform
 
@@ -323,7 +323,7 @@ class AVDataModule(pl.LightningDataModule):
         train = role == "train"
         utterances, cls = self._utterances(role), self.dataset_class
         if self.shards is not None:  # same items and transcripts, media read from shards
-            utterances, cls = self.shards.resolve(utterances), ShardDataset
+            utterances, cls = self.shards.resolve(utterances), shard_dataset(cls)
         dataset = cls(
             utterances,
             self.tokenizer,

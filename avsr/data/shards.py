@@ -45,7 +45,7 @@ from avsr.data.dataset import AVDataset
 from avsr.data.io import MediaError
 
 __all__ = ["FORMAT", "VERSION", "ALIGN", "AUDIO_DTYPES", "STORAGES", "ShardIndex", "ShardDataset",
-           "shard_index"]
+           "shard_dataset", "shard_index"]
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +241,16 @@ def shard_index(storage: str, shards_dir: str | Path | None) -> ShardIndex | Non
         raise ValueError("data.storage=shards needs data.shards_dir (written by "
                          "`python -m avsr.prepare shards`)")
     return ShardIndex.open(shards_dir)
+
+
+def shard_dataset(dataset_class: type[AVDataset]) -> type[AVDataset]:
+    """The shard-reading dataset for a data module's ``dataset_class``.
+
+    Raises:
+        ValueError: a dataset class other than :class:`~avsr.data.dataset.AVDataset` (the word
+            datasets of LRW are not written by ``avsr.prepare shards``).
+    """
+    if dataset_class is not AVDataset:
+        raise ValueError(f"data.storage=shards reads the sentence corpora (AVDataset), not "
+                         f"{dataset_class.__name__}: use data.storage=media")
+    return ShardDataset
