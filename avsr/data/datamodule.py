@@ -26,9 +26,11 @@ import torch
 from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
 from avsr.data.loader import AVDataLoader, utterance_lengths
+from avsr.data.loading import SeededBatchSampler, worker_init
 from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
 from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
+from avsr.data.shards import shard_dataset, shard_index
 from avsr.data.splits import TRAIN_DATA, labelled_subset, training_pool
 from avsr.data.tokenizer import Tokenizer, ensure_tokenizer_model
 from avsr.data.transforms import AudioTransform, VideoTransform
@@ -88,6 +90,9 @@ class AVDataModule(pl.LightningDataModule):
             training; the unlabelled pool is every training utterance, loaded clean: evaluation
             transforms, no noise).
         unlabelled_max_frames: frame budget of the unlabelled sampler (default ``max_frames``).
+        storage: ``"media"`` (decode the corpus's mp4/wav) or ``"shards"`` (pre-decoded media
+            in ``shards_dir``, written by ``python -m avsr.prepare shards``; avsr.data.shards).
+        shards_dir: the shard directory for ``storage="shards"``.
 
     Raises:
         ValueError: a numeric or boolean option of the wrong type or range (names the key and
@@ -128,6 +133,8 @@ class AVDataModule(pl.LightningDataModule):
         labelled_seed: int = 0,
         train_data: str = "labelled",
         unlabelled_max_frames: int | None = None,
+        storage: str = "media",
+        shards_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -166,6 +173,7 @@ class AVDataModule(pl.LightningDataModule):
         self.labelled_seed = labelled_seed
         self.train_data = train_data
         self.unlabelled_max_frames = unlabelled_max_frames or max_frames
+        self.shards = shard_index(storage, shards_dir)  # None: decode the media files
         check_options(self)  # now, not in the sampler once the model is built
         self.tokenizer: Any = tokenizer  # None: load/train the SentencePiece model on demand
         self.datasets: dict[str, AVDataset] = {}
@@ -229,8 +237,11 @@ class AVDataModule(pl.LightningDataModule):
 
     def _dataset(self, role: str, noise: Any | None = None) -> AVDataset:
         train = role == "train"
-        dataset = self.dataset_class(
-            self._utterances(role),
+        utterances, cls = self._utterances(role), self.dataset_class
+        if self.shards is not None:  # same items and transcripts, media read from shards
+            utterances, cls = self.shards.resolve(utterances), shard_dataset(cls)
+        dataset = cls(
+            utterances,
             self.tokenizer,
             self.video_transforms[train],
             self.audio_transforms[train],
@@ -268,11 +279,13 @@ class AVDataModule(pl.LightningDataModule):
         self.samplers[role] = sampler
         return AVDataLoader(
             dataset,
-            batch_sampler=sampler,
+            # workers: per-item augmentation seeds, the same for any worker count and on resume
+            batch_sampler=SeededBatchSampler(sampler, self.seed) if self.num_workers else sampler,
             collate_fn=dataset.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            worker_init_fn=worker_init,
             # DataLoader draws its workers' base seed from this instead of the global RNG, so
             # starting an iterator (e.g. on resume) does not shift augmentation and dropout
             generator=torch.Generator().manual_seed(self.seed),

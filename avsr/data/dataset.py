@@ -251,13 +251,21 @@ class AVDataset(Dataset):
         self._pending.append({"id": utt.id, "path": path, "problem": problem})
         return None
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:
         """One item, or None when it is skipped.
+
+        ``index`` may be ``(index, seed)`` (:class:`avsr.data.loading.SeededBatchSampler`):
+        the item's random draws then come from a torch RNG seeded with ``seed``.
 
         Returns:
             dict with ``id``, ``text`` (normalised), ``tokens`` long (L,), ``video`` float
             (T, 1, H, W) or None, ``audio`` float (S,) or None (S = T × 640 when both exist).
         """
+        if isinstance(index, tuple):  # worker-independent augmentation, see avsr.data.loading
+            index, seed = index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self[index]
         utt = self.utterances[index]
         self.report.seen += 1
         item = self._item(utt, index)

@@ -1,4 +1,4 @@
-"""``python -m avsr.prepare {crop,manifests} ...``: prepare raw corpora, write manifests.
+"""``python -m avsr.prepare {crop,manifests,shards} ...``: prepare raw corpora, write manifests.
 
 Examples::
 
@@ -13,6 +13,9 @@ Examples::
     # AV-HuBERT tsv/wrd (+ auto_avsr csv with auto_avsr's units) of 30h/433h/1759h
     python -m avsr.prepare manifests --lrs3 data/lrs3 --vox2 data/vox2 --out data/manifests \\
         --val-list valid_ids.txt --units unigram5000_units.txt --spm unigram5000.model
+    # pre-decoded shards for data.storage=shards (decode once, read raw frames each epoch)
+    python -m avsr.prepare shards --corpus lrs3 --root data/lrs3 --out data/shards/lrs3 \\
+        --val-list data/lrs3/val_ids.txt --workers 8
 
 Both commands are resumable and idempotent: finished outputs are kept, every file is written
 under a temporary name and renamed.
@@ -84,6 +87,15 @@ def _manifests(args: argparse.Namespace) -> None:
     print(json.dumps(counts, indent=2))
 
 
+def _shards(args: argparse.Namespace) -> None:
+    from avsr.prepare.shards import corpus_utterances, write_shards
+
+    items = corpus_utterances(args.corpus, args.root, args.splits.split(","), args.val_list)
+    counts = write_shards(items, args.out, shard_mb=args.shard_mb, audio_dtype=args.audio_dtype,
+                          workers=args.workers)
+    print(json.dumps(counts, indent=2))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m avsr.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +131,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     man.add_argument("--units", default=None, help="units list for the csv token ids")
     man.add_argument("--spm", default=None, help="SentencePiece model for the csv token ids")
     man.set_defaults(func=_manifests)
+    sh = sub.add_parser("shards", help="decode a prepared corpus once into frame shards")
+    sh.add_argument("--corpus", choices=("lrs3", "lrs2"), default="lrs3",
+                    help="layout of --root (the synthetic corpus is lrs3)")
+    sh.add_argument("--root", required=True, help="prepared corpus root")
+    sh.add_argument("--out", required=True, help="shard directory (data.shards_dir)")
+    sh.add_argument("--splits", default="train,val,test", help="comma-separated")
+    sh.add_argument("--val-list", default=None, help="LRS3 validation ids")
+    sh.add_argument("--shard-mb", type=float, default=1024.0)
+    sh.add_argument("--audio-dtype", choices=("int16", "float32"), default="int16")
+    sh.add_argument("--workers", type=int, default=1)
+    sh.set_defaults(func=_shards)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -26,3 +26,18 @@ def register_resolvers() -> None:
     """Register the resolvers (idempotent)."""
     if not OmegaConf.has_resolver("cpu_precision"):
         OmegaConf.register_new_resolver("cpu_precision", cpu_precision)
+    for name, fn in (("loader_workers", _loader_workers), ("loader_pin_memory", _loader_pin)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _loader_workers(accelerator: str = "cpu") -> int:
+    from avsr.data.loading import loader_workers  # lazily, as cpu_precision: torch
+
+    return loader_workers(accelerator)
+
+
+def _loader_pin(accelerator: str = "cpu") -> bool:
+    from avsr.data.loading import loader_pin_memory
+
+    return loader_pin_memory(accelerator)
