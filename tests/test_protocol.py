@@ -229,3 +229,23 @@ def test_reuse_refuses_a_corpus_with_other_training(corpora, tmp_path):
             generate_corpus(tmp_path / "c", seed=SEED + 1, reuse_train_from=a, **ARGS)
     assert not (tmp_path / "c" / "corpus.json").exists()
     assert os.path.isfile(a / "corpus.json")
+
+
+def test_a_run_refuses_a_corpus_made_with_other_arguments_before_training(corpora, tmp_path):
+    from omegaconf import OmegaConf
+
+    from avsr.utils.runtime import ensure_synthetic_corpus
+
+    a, _ = corpora
+    node = {"_target_": "avsr.data.synthetic.generate_corpus", "_partial_": True,
+            "out_dir": str(a), "seed": SEED, **ARGS, "generate": "default"}
+    ensure_synthetic_corpus(OmegaConf.create(node))  # the same arguments: used as it is
+    with pytest.raises(ValueError, match=r"other arguments \{'num_babble': \(3, 256\)\}"):
+        ensure_synthetic_corpus(OmegaConf.create({**node, "num_babble": 256}))
+    old = tmp_path / "v1"
+    shutil.copytree(a, old)
+    meta = _meta(old)
+    meta["config"]["generator_version"] = 1
+    (old / "corpus.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"'generator_version': \(1, 2\).*delete"):
+        ensure_synthetic_corpus(OmegaConf.create({**node, "out_dir": str(old)}))
