@@ -249,3 +249,14 @@ def test_a_run_refuses_a_corpus_made_with_other_arguments_before_training(corpor
     (old / "corpus.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"'generator_version': \(1, 2\).*delete"):
         ensure_synthetic_corpus(OmegaConf.create({**node, "out_dir": str(old)}))
+
+
+def test_the_corpus_reader_never_lists_the_babble_split(corpora):
+    from avsr.data.corpora import LRS3
+
+    a, _ = corpora
+    corpus = LRS3(a)
+    counts = {s: len(corpus.utterances(s)) for s in ("train", "val", "test")}
+    assert counts == {"train": 6, "val": 2, "test": 4}
+    assert not [u.id for s in ("trainval", "test") for u in corpus.utterances(s)
+                if "babble" in u.id]
