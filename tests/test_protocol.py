@@ -260,3 +260,29 @@ def test_the_corpus_reader_never_lists_the_babble_split(corpora):
     assert counts == {"train": 6, "val": 2, "test": 4}
     assert not [u.id for s in ("trainval", "test") for u in corpus.utterances(s)
                 if "babble" in u.id]
+
+
+def test_documented_held_out_evaluation_reads_the_other_corpus_and_its_babble(corpora, tmp_path):
+    # benchmarks/README.md: python -m avsr.evaluate ckpt=... +data.corpus.root=B
+    # +data.test_noise.babble.root=B on a checkpoint trained on A (its stored data config is
+    # resolved, so the babble root must be overridden too)
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from avsr.evaluate import evaluation_data_config
+
+    a, b = corpora
+    configs = str(Path(__file__).resolve().parents[1] / "configs")
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        run = compose("train", overrides=["+experiment=synth_grid", f"data.corpus.root={a}",
+                                          f"paths.output_dir={tmp_path}"])
+        ev = compose("evaluate", overrides=["ckpt=x", f"+data.corpus.root={b}",
+                                            f"+data.test_noise.babble.root={b}"])
+    stored = OmegaConf.create({"data": OmegaConf.to_container(run.data, resolve=True)})
+    data = evaluation_data_config(stored, ev.data)
+    assert data.corpus.root == str(b) and data.tokenizer_path.startswith(str(a))
+    babble = instantiate(data.test_noise.babble)
+    assert babble.root == b
+    assert {Path(p).parent.name for p in babble.noise._items} == {
+        s["id"] for s in _meta(b)["speakers"]["babble"]}
