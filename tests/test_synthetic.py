@@ -31,8 +31,9 @@ from avsr.data.synthetic.visemes import PARAMS, PHONEME_TO_VISEMES
 from avsr.data.synthetic.words import vocabulary
 
 SEED = 7
-COUNTS = {"num_train": 4, "num_val": 2, "num_test": 2}
-SPEAKERS = {"num_train_speakers": 2, "num_val_speakers": 1, "num_test_speakers": 1}
+COUNTS = {"num_train": 4, "num_val": 2, "num_test": 2, "num_babble": 2}
+SPEAKERS = {"num_train_speakers": 2, "num_val_speakers": 1, "num_test_speakers": 1,
+            "num_babble_speakers": 1}
 AAC_SLACK = 2048  # AAC pads the last frame (1024 samples) and may add a little more
 
 
@@ -75,7 +76,7 @@ def test_layout_and_summary(corpus):
     assert len(val_ids) == COUNTS["num_val"] and set(val_ids) <= set(trainval)
     meta = json.loads((root / "corpus.json").read_text())
     assert meta["complete"] and meta["counts"] == {"train": 4, "val": 2, "test": 2}
-    assert meta["config"]["seed"] == SEED and summary["generated"] == 8
+    assert meta["config"]["seed"] == SEED and summary["generated"] == 10
     assert not list(root.rglob("*.part")) and not (root / "corpus.pending.json").exists()
 
 
@@ -97,7 +98,10 @@ def test_transcripts_parse_with_monotone_timings_inside_the_clip(corpus):
             continue
         text, words = _parse_txt(txt)
         assert text == text.upper() and text.split() == [w for w, _, _ in words]
-        duration = load_video(txt.with_suffix(".mp4")).shape[0] / 25.0
+        if txt.parent.parent.name == "babble":  # audio only: the clip is the wav
+            duration = len(load_audio(txt.with_suffix(".wav"))) / 16000.0
+        else:
+            duration = load_video(txt.with_suffix(".mp4")).shape[0] / 25.0
         assert words[0][1] >= 0.09  # at least ~0.1 s leading silence
         prev_end = 0.0
         for _, start, end in words:
@@ -125,7 +129,7 @@ def test_speakers_are_disjoint_across_splits(corpus):
 def test_rerun_skips_complete_utterances_and_rejects_other_configs(corpus):
     root, _ = corpus
     again = generate_corpus(root, seed=SEED, domain="mixed", workers=1, **COUNTS, **SPEAKERS)
-    assert again["generated"] == 0 and again["skipped_existing"] == 8
+    assert again["generated"] == 0 and again["skipped_existing"] == 10
     with pytest.raises(ValueError, match="holds a corpus"):
         generate_corpus(root, seed=SEED + 1, domain="mixed", workers=1, **COUNTS, **SPEAKERS)
 
@@ -137,12 +141,12 @@ def test_interrupted_generation_resumes_and_marks_completion_last(corpus, tmp_pa
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     (copy / "corpus.json").unlink()
-    first, second = sorted(p for p in copy.rglob("*.txt") if p.name != "val_ids.txt")[:2]
+    first, second = sorted((copy / "trainval").rglob("*.txt"))[:2]
     first.unlink()
     second.unlink()
     second.with_suffix(".mp4").unlink()
     summary = generate_corpus(copy, seed=SEED, domain="mixed", workers=1, **COUNTS, **SPEAKERS)
-    assert summary["generated"] == 2 and summary["skipped_existing"] == 6
+    assert summary["generated"] == 2 and summary["skipped_existing"] == 8
     assert (copy / "corpus.json").is_file() and not (copy / "corpus.pending.json").exists()
     assert first.read_text() == (root / first.relative_to(copy)).read_text()
 

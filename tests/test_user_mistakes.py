@@ -37,7 +37,8 @@ CONFIGS = str(REPO / "configs")
 # a 4-utterance corpus: generation in seconds, the code path of the 3,500-utterance one
 SMALL = ["synthetic.num_train=2", "synthetic.num_val=1", "synthetic.num_test=1",
          "synthetic.num_train_speakers=1", "synthetic.num_val_speakers=1",
-         "synthetic.num_test_speakers=1", "synthetic.workers=1"]
+         "synthetic.num_test_speakers=1", "synthetic.num_babble=1",
+         "synthetic.num_babble_speakers=1", "synthetic.workers=1"]
 
 
 def _compose(*overrides: str, name: str = "train"):

@@ -19,10 +19,15 @@ AV-HuBERT's ``<recording>-<i>.wav``, together).
 The sources plug into :class:`~avsr.data.noise.NoiseAugment` (training, ``split="train"``)
 and into :meth:`~avsr.data.datamodule.AVDataModule.test_dataloader_for` through the data
 module's ``test_noise`` (evaluation, ``split="test"``); configs: ``configs/data/noise/``.
+
+:func:`synthetic_babble` is the test babble of the synthetic corpus: its ``babble/`` split,
+spoken by speakers of no other split (the training babble is the data module's, from training
+utterances), so the model is never tested against interferers it trained on.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +37,8 @@ from torch import Tensor
 
 from avsr.data.noise import BabbleNoise, NoiseSource, stable_seed
 
-__all__ = ["CATEGORIES", "SPLITS", "noise_files", "folder_noise", "NoiseChoice"]
+__all__ = ["CATEGORIES", "SPLITS", "noise_files", "folder_noise", "synthetic_babble",
+           "SyntheticBabble", "NoiseChoice"]
 
 CATEGORIES = ("music", "noise", "speech", "babble")
 SPLITS = ("train", "valid", "test")
@@ -122,6 +128,83 @@ def folder_noise(
                         group_regex=group_regex)
     n = num_speakers if num_speakers is not None else (30 if category == "babble" else 1)
     return BabbleNoise(files, num_speakers=n, seed=seed, pool_size=pool_size)
+
+
+def synthetic_babble(root: str | Path, *, num_speakers: int = 30, seed: int = 0,
+                     pool_size: int = 256) -> BabbleNoise:
+    """Babble from the ``babble/`` split of a synthetic corpus, checked against its speakers.
+
+    Args:
+        root: synthetic corpus root (with ``corpus.json``).
+        num_speakers: segments summed per draw.
+        seed, pool_size: as :class:`~avsr.data.noise.BabbleNoise`.
+
+    Raises:
+        FileNotFoundError: no ``corpus.json``, or a corpus without a babble split (made by
+            generator version 1: regenerate it).
+        ValueError: a babble speaker is a speaker of another split or within the per-utterance
+            jitter of a training speaker, or a ``.wav`` under ``babble/`` belongs to no babble
+            speaker.
+    """
+    from avsr.data.synthetic.speakers import Voice, voice_distance
+
+    root = Path(root)
+    meta_path = root / "corpus.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"synthetic babble: no {meta_path} (not a complete corpus)")
+    meta = json.loads(meta_path.read_text())
+    speakers = meta.get("speakers", {})
+    babble = {s["id"]: Voice(**s["voice"]) for s in speakers.get("babble", [])}
+    files = sorted((root / "babble").glob("*/*.wav"))
+    if not babble or not files:
+        version = meta.get("config", {}).get("generator_version")
+        raise FileNotFoundError(
+            f"synthetic babble: {root} has no babble/ split (generator_version {version}); "
+            "regenerate the corpus (delete it) so that test babble comes from speakers never "
+            "used in training")
+    others = {s["id"] for split in ("train", "val", "test") for s in speakers.get(split, [])}
+    train = [Voice(**s["voice"]) for s in speakers.get("train", [])]
+    close = [(i, round(voice_distance(v, t), 3)) for i, v in babble.items() for t in train
+             if voice_distance(v, t) <= 1.0]
+    if set(babble) & others or close:
+        raise ValueError(f"synthetic babble of {meta_path}: speakers shared with other splits "
+                         f"{sorted(set(babble) & others)}, within the jitter of training "
+                         f"speakers {close}")
+    stray = [f for f in files if f.parent.name not in babble]
+    if stray:
+        raise ValueError(f"synthetic babble: {stray[0]} is not by a babble speaker of "
+                         f"{meta_path} ({len(stray)} such files)")
+    return BabbleNoise(files, num_speakers=num_speakers, seed=seed, pool_size=pool_size)
+
+
+class SyntheticBabble:
+    """:func:`synthetic_babble` built (and checked) at the first draw, so that a config can
+    name it before the corpus is generated (the data module is built first).
+
+    Args:
+        root, num_speakers, seed, pool_size: as :func:`synthetic_babble`.
+    """
+
+    def __init__(self, root: str | Path, *, num_speakers: int = 30, seed: int = 0,
+                 pool_size: int = 256) -> None:
+        self.root = Path(root)
+        self.kwargs = {"num_speakers": num_speakers, "seed": seed, "pool_size": pool_size}
+        self._noise: BabbleNoise | None = None
+
+    def __repr__(self) -> str:
+        return f"SyntheticBabble({str(self.root)!r}, {self.kwargs})"
+
+    @property
+    def noise(self) -> BabbleNoise:
+        """The checked babble source (built on first use)."""
+        if self._noise is None:
+            self._noise = synthetic_babble(self.root, **self.kwargs)
+        return self._noise
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None,
+               exclude: str | None = None) -> Tensor:
+        """Draw (num_samples,) babble (see :meth:`~avsr.data.noise.BabbleNoise.sample`)."""
+        return self.noise.sample(num_samples, generator, exclude)
 
 
 class NoiseChoice:

@@ -1,3 +1,4 @@
+from avsr.metrics.homophene import HomopheneFloor, homophene_floor
 from avsr.metrics.wer import ErrorCounter, word_errors, wer
 
-__all__ = ["ErrorCounter", "word_errors", "wer"]
+__all__ = ["ErrorCounter", "HomopheneFloor", "homophene_floor", "word_errors", "wer"]

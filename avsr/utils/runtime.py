@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -60,6 +61,27 @@ def _may_generate(cfg: DictConfig, out_dir: Path) -> None:
         f"to generate the synthetic corpus there, add synthetic.generate=true")
 
 
+def _check_recorded(marker: Path, call: dict, defaults: Any) -> None:
+    """Refuse a complete corpus generated with other arguments or by an older generator (a
+    run would train on it, then fail or mislead at the test): now, before training.
+
+    Raises:
+        ValueError: names the file, the differing arguments and the fix.
+    """
+    from avsr.data.synthetic.generate import GENERATOR_VERSION
+
+    recorded = json.loads(marker.read_text()).get("config", {})
+    wanted = {k: call.get(k, defaults[k].default) for k in recorded if k in defaults}
+    wanted["generator_version"] = GENERATOR_VERSION
+    diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
+    if diff:
+        raise ValueError(
+            f"{marker} records a corpus made with other arguments {diff} (recorded, "
+            f"requested): delete {marker.parent} to regenerate it (generator version 2 changed "
+            "the test split and added the test babble, benchmarks/README.md 'Protocol'), or "
+            "point data.corpus.root elsewhere")
+
+
 def ensure_synthetic_corpus(cfg: DictConfig | None) -> None:
     """Generate the built-in synthetic corpus described by ``cfg`` unless it is complete.
 
@@ -77,13 +99,14 @@ def ensure_synthetic_corpus(cfg: DictConfig | None) -> None:
         return
     out_dir = Path(cfg.out_dir)
     marker = out_dir / "corpus.json"
-    if marker.is_file():
-        log.info("synthetic corpus present at %s", out_dir)
-        return
-    _may_generate(cfg, out_dir)
     call = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
             if k not in _GUARD_KEYS}
     defaults = inspect.signature(hydra.utils.get_method(call["_target_"])).parameters
+    if marker.is_file():
+        _check_recorded(marker, call, defaults)
+        log.info("synthetic corpus present at %s", out_dir)
+        return
+    _may_generate(cfg, out_dir)
     count = sum(int(call.get(k, defaults[k].default if k in defaults else 0) or 0)
                 for k in ("num_train", "num_val", "num_test"))
     log.warning("GENERATING the synthetic corpus: %d utterances into %s (this takes a while; "

@@ -31,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-speakers", type=int, default=24, help="training speakers")
     p.add_argument("--val-speakers", type=int, default=4, help="validation speakers")
     p.add_argument("--test-speakers", type=int, default=6, help="test speakers")
+    p.add_argument("--babble", type=int, default=32,
+                   help="utterances of the babble split (audio only; the test babble)")
+    p.add_argument("--babble-speakers", type=int, default=4,
+                   help="speakers of the babble split (in no other split)")
+    p.add_argument("--test-seed", type=int, default=None,
+                   help="seed of the test and babble splits (default: --seed); another value "
+                        "gives fresh held-out test speakers, sentences and babble")
+    p.add_argument("--reuse-train-from", default=None,
+                   help="a complete corpus of the same seed and train/val arguments whose "
+                        "train/val files are linked instead of generated")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes (1 = in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -47,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out, seed=args.seed, num_train=args.train, num_val=args.val, num_test=args.test,
         domain=args.domain, num_train_speakers=args.train_speakers,
         num_val_speakers=args.val_speakers, num_test_speakers=args.test_speakers,
+        num_babble=args.babble, num_babble_speakers=args.babble_speakers,
+        test_seed=args.test_seed, reuse_train_from=args.reuse_train_from,
         workers=args.workers, verbose=not args.quiet,
     )
     elapsed = time.time() - start

@@ -6,6 +6,13 @@ effects are excluded: a model trained on ordinary variants does not transfer to 
 unseen speaker must be a new person, not a new species. Training speakers cycle through every
 variant; validation and test speakers reuse the variants seen in training with new pitch, rate,
 intonation range and appearance, and no two speakers share a voice parameter combination.
+
+Speakers of different splits must be different people even to a model that has heard every
+utterance of training: every speaker of a held-out split (val, test, babble) is further than
+the per-utterance jitter from every speaker of every other split (:func:`voice_distance`), so
+no utterance of a test speaker can be said with the variant, pitch and rate of some training
+utterance. Test and babble speakers can be drawn from a seed of their own (``test_seed``),
+keeping training and validation speakers unchanged.
 """
 
 from __future__ import annotations
@@ -14,10 +21,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["BASE_VOICES", "VARIANTS", "Voice", "Appearance", "Speaker", "sample_speakers"]
+__all__ = ["BASE_VOICES", "VARIANTS", "HELDOUT_SPLITS", "PITCH_JITTER", "RATE_JITTER", "Voice",
+           "Appearance", "Speaker", "voice_distance", "sample_speakers"]
 
 BASE_VOICES = ("en-us", "en")
 VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+HELDOUT_SPLITS = ("val", "test", "babble")
+
+# Per-utterance jitter of a speaker's voice (generate.synthesize_utterance draws within it):
+# pitch + an integer in [-PITCH_JITTER, PITCH_JITTER], rate x U(1 - RATE_JITTER, 1 + RATE_JITTER).
+PITCH_JITTER = 3
+RATE_JITTER = 0.05
+_MAX_REDRAWS = 10_000
 
 # Skin tones from light to dark (RGB); a speaker's tone interpolates between neighbours.
 _SKIN_RAMP = np.array([
@@ -110,42 +125,82 @@ def _appearance(rng: np.random.Generator) -> Appearance:
     )
 
 
-def _voice(rng: np.random.Generator, variant: str, taken: set[tuple]) -> Voice:
-    while True:
+def _variant(voice: Voice) -> str:
+    return voice.name.partition("+")[2]
+
+
+def voice_distance(a: Voice, b: Voice) -> float:
+    """How far apart two voices are, in units of what per-utterance jitter can bridge.
+
+    Voices of different espeak variants (formant sets) are different people: ``inf``. The
+    base language (``en`` / ``en-us``) is ignored, so an accent alone never makes two voices
+    distinct. Otherwise the distance is ``max(|pitch_a - pitch_b| / (2 * PITCH_JITTER),
+    |ln(rate_a / rate_b)| / ln((1 + RATE_JITTER) / (1 - RATE_JITTER)))``: at most 1 exactly
+    when the pitch ranges and the rate ranges of the two speakers' utterances both overlap,
+    i.e. when one utterance of each can have the same variant, pitch and rate. ``pitch_range``
+    is not jittered and left out (leaving a dimension out only makes voices closer).
+    """
+    if _variant(a) != _variant(b):
+        return float("inf")
+    pitch = abs(a.pitch - b.pitch) / (2 * PITCH_JITTER)
+    rate = abs(np.log(a.rate / b.rate)) / np.log((1 + RATE_JITTER) / (1 - RATE_JITTER))
+    return float(max(pitch, rate))
+
+
+def _voice(rng: np.random.Generator, variant: str, taken: set[tuple],
+           far_from: list[Voice]) -> Voice:
+    for _ in range(_MAX_REDRAWS):
         base = BASE_VOICES[int(rng.integers(len(BASE_VOICES)))]
         name = f"{base}+{variant}" if variant else base
         voice = Voice(name=name, pitch=int(rng.integers(25, 76)), rate=int(rng.integers(135, 206)),
                       pitch_range=int(rng.integers(30, 81)))
         key = (voice.name, voice.pitch, voice.rate)
-        if key not in taken:  # distinct people: never the same voice settings twice
+        # distinct people: never the same settings twice, and a held-out speaker beyond the
+        # jitter of every speaker of the other splits
+        if key not in taken and all(voice_distance(voice, v) > 1.0 for v in far_from):
             taken.add(key)
             return voice
+    raise ValueError(f"no voice of variant {variant!r} is further than the jitter from the "
+                     f"{len(far_from)} speakers of other splits: too many speakers requested")
 
 
-def sample_speakers(seed: int, num_train: int, num_val: int, num_test: int
+def sample_speakers(seed: int, num_train: int, num_val: int, num_test: int,
+                    num_babble: int = 0, *, test_seed: int | None = None
                     ) -> dict[str, list[Speaker]]:
     """Draw the speakers of each split, deterministically from ``seed``.
 
-    Speaker ids are global (``spk0000`` ...), train first, then val, then test, so ids never
-    collide across splits.
+    Speaker ids are global (``spk0000`` ...): train, val, test, then babble (the speakers of
+    the test babble), so ids never collide across splits. Every val, test and babble speaker
+    is further than the jitter (:func:`voice_distance` > 1) from every speaker of another
+    split; voices are redrawn until they are.
+
+    Args:
+        seed: seed of the training and validation speakers (and of the others by default).
+        num_train, num_val, num_test, num_babble: speakers per split.
+        test_seed: seed of the test and babble speakers; None: ``seed``. Training and
+            validation speakers do not depend on it.
 
     Returns:
-        ``{"train": [...], "val": [...], "test": [...]}``.
+        ``{"train": [...], "val": [...], "test": [...], "babble": [...]}``.
     """
-    if num_train < 1 or num_val < 0 or num_test < 0:
-        raise ValueError(f"need >= 1 train speaker and >= 0 val/test speakers, got "
-                         f"{num_train}/{num_val}/{num_test}")
+    if num_train < 1 or min(num_val, num_test, num_babble) < 0:
+        raise ValueError(f"need >= 1 train speaker and >= 0 val/test/babble speakers, got "
+                         f"{num_train}/{num_val}/{num_test}/{num_babble}")
     rng = np.random.default_rng([seed, 0x5BEA])
     taken: set[tuple] = set()
     order = list(rng.permutation(len(VARIANTS)))
     train_variants = [VARIANTS[order[i % len(VARIANTS)]] for i in range(num_train)]
     seen = sorted(set(train_variants), key=VARIANTS.index)
-    out: dict[str, list[Speaker]] = {"train": [], "val": [], "test": []}
+    out: dict[str, list[Speaker]] = {"train": [], "val": [], "test": [], "babble": []}
     k = 0
-    for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
+    for split, count in (("train", num_train), ("val", num_val), ("test", num_test),
+                         ("babble", num_babble)):
+        if split == "test" and test_seed is not None:
+            rng = np.random.default_rng([test_seed, 0x5BEA, 1])
+        others = [s.voice for other, spk in out.items() if other != split for s in spk]
         for i in range(count):
             variant = train_variants[i] if split == "train" else seen[int(rng.integers(len(seen)))]
-            voice = _voice(rng, variant, taken)
+            voice = _voice(rng, variant, taken, [] if split == "train" else others)
             out[split].append(Speaker(f"spk{k:04d}", split, voice, _appearance(rng)))
             k += 1
     return out
