@@ -30,13 +30,16 @@ CORPUS = ("synthetic.num_train=400", "synthetic.num_val=40", "synthetic.num_test
           "synthetic.num_test_speakers=2")
 
 
-def _overrides(experiment: str, steps: int, data_root: Path, out_dir: Path) -> list[str]:
+def _overrides(experiment: str, steps: int, data_root: Path, out_dir: Path,
+               generate: bool = True) -> list[str]:
     common = [f"+experiment={experiment}", f"trainer.max_steps={steps}", "trainer.max_time=null",
               "trainer.log_every_n_steps=1", "trainer.val_check_interval=null",
               "trainer.check_val_every_n_epoch=1000", "trainer.num_sanity_val_steps=0",
               "trainer.precision=32-true", "evaluate=false", "logger=csv", "seed=1234",
-              "num_threads=1", f"data.corpus.root={data_root}", "synthetic.generate=true",
-              f"hydra.run.dir={out_dir}", *CORPUS]
+              "num_threads=1", f"data.corpus.root={data_root}", f"hydra.run.dir={out_dir}"]
+    # --no-generate: train on the corpus as it is (e.g. one an older generator wrote, which
+    # the generation check would refuse), so that two traces read the very same files
+    common += ["synthetic.generate=true", *CORPUS] if generate else ["synthetic=null"]
     if experiment != "synth_words":
         common += ["++stage.scheduler.time_budget_s=null"]
     else:
@@ -55,12 +58,12 @@ def _losses(metrics_csv: Path) -> dict[str, list[float]]:
     return {k: [v[s] for s in sorted(v)] for k, v in sorted(series.items())}
 
 
-def trace(experiments, steps: int, data_root: Path, work: Path) -> dict:
+def trace(experiments, steps: int, data_root: Path, work: Path, generate: bool = True) -> dict:
     result = {}
     for exp in experiments:
         out_dir = work / exp
         start = time.perf_counter()
-        cmd = [sys.executable, "-m", "avsr.train", *_overrides(exp, steps, data_root, out_dir)]
+        cmd = [sys.executable, "-m", "avsr.train", *_overrides(exp, steps, data_root, out_dir, generate)]
         env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -100,10 +103,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("logs/loss_trace"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--compare", type=Path, default=None)
+    parser.add_argument("--no-generate", action="store_true",
+                        help="use --data-root as it is (synthetic=null)")
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--atol", type=float, default=1e-6)
     args = parser.parse_args()
-    result = trace(args.experiments, args.steps, args.data_root.resolve(), args.work.resolve())
+    result = trace(args.experiments, args.steps, args.data_root.resolve(), args.work.resolve(),
+                   not args.no_generate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     if args.compare is not None:
