@@ -24,6 +24,7 @@ from avsr.decoding.ctc_beam import CTCPrefixBeamSearch
 from avsr.decoding.nbest import DECODERS, decode_nbest
 from avsr.data.tokenizer import check_vocabulary
 from avsr.metrics.wer import ErrorCounter
+from avsr.modalities import MODALITIES
 from avsr.utils.runtime import (
     ensure_synthetic_corpus,
     set_torch_threads,
@@ -37,7 +38,6 @@ __all__ = ["load_model_from_checkpoint", "build_search", "decode_lm", "build_bea
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "video", "audiovisual")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path, map_location: str = "cpu",
@@ -124,8 +124,8 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
             video = batch["video"] if m in ("video", "audiovisual") else None
             if (m != "video" and audio is None) or (m != "audio" and video is None):
                 continue  # this batch lacks the stream the modality needs
-            enc, enc_lengths = model.encode(audio, batch["audio_lengths"], video,
-                                            batch["video_lengths"], modality=m)
+            enc, enc_lengths = model.encode_modality(audio, batch["audio_lengths"], video,
+                                                     batch["video_lengths"], modality=m)
             ctc_log_probs = model.ctc(enc) if model.ctc is not None else None  # once per stream
             for d in decoders:
                 nbest = decode_nbest(d, model, enc, enc_lengths, ctc_log_probs, tokenizer,

@@ -35,6 +35,7 @@ from avsr.lightning.guards import (
 )
 from avsr.lightning.optim import configure_step_optimizer, total_steps
 from avsr.lightning.supervised import SupervisedTask
+from avsr.modalities import MODALITIES
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 from avsr.objectives.masking import span_mask, zero_frames
@@ -44,7 +45,7 @@ from avsr.objectives.pseudo_labels import (
 
 __all__ = ["SemiSupervisedTask"]
 
-_ALL = ("audio", "video", "audiovisual")
+_ALL = MODALITIES
 
 
 def _copy_linear(head: nn.Linear, source: nn.Linear) -> None:
@@ -187,8 +188,9 @@ class SemiSupervisedTask(GuardedCheckpoint, pl.LightningModule):
         """Teacher labels of a clean audio-visual batch: (CTC labels, attention labels, T)."""
         assert self.teacher is not None, "call configure_model() first"
         teacher = self.teacher.model
-        enc, lengths = teacher.encode(batch["audio"], batch["audio_lengths"], batch["video"],
-                                      batch["video_lengths"], "audiovisual")
+        enc, lengths = teacher.encode_modality(batch["audio"], batch["audio_lengths"],
+                                               batch["video"], batch["video_lengths"],
+                                               "audiovisual")
         ctc = ctc_pseudo_labels(teacher.ctc(enc), lengths, self.threshold)
         att = attention_pseudo_labels(teacher.decoder, enc, lengths, self.loss.sos_id,
                                       self.loss.eos_id, self.threshold, self.max_len_ratio,

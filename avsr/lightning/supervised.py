@@ -26,11 +26,12 @@ from avsr.lightning.guards import (GuardedCheckpoint, NonFiniteLossGuard, skippe
                                    sum_across_ranks, world_size, zero_gradient_loss)
 from avsr.lightning.optim import configure_step_optimizer
 from avsr.metrics.wer import ErrorCounter
+from avsr.modalities import MODALITIES
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 
 __all__ = ["SupervisedTask"]
 
-_ALL = ("audio", "video", "audiovisual")
+_ALL = MODALITIES
 
 
 class SupervisedTask(GuardedCheckpoint, pl.LightningModule):

@@ -24,11 +24,12 @@ import torch.distributed as dist
 from torch import nn
 
 from avsr.lightning.optim import configure_step_optimizer
+from avsr.modalities import MODALITIES
 from avsr.models.word_backend import BoundaryEmbedding
 
 __all__ = ["WordClassificationTask"]
 
-_ALL = ("audio", "video", "audiovisual")
+_ALL = MODALITIES
 
 
 def _rows(x: torch.Tensor | None, index: torch.Tensor, use: bool) -> torch.Tensor | None:
