@@ -123,8 +123,8 @@ def _decode_loader(model, loader, tokenizer, modalities, decoders, max_len_ratio
             video = batch["video"] if m in ("video", "audiovisual") else None
             if (m != "video" and audio is None) or (m != "audio" and video is None):
                 continue  # this batch lacks the stream the modality needs
-            enc, enc_lengths = model.encode(audio, batch["audio_lengths"], video,
-                                            batch["video_lengths"], modality=m)
+            enc, enc_lengths = model.encode_modality(audio, batch["audio_lengths"], video,
+                                                     batch["video_lengths"], modality=m)
             ctc_log_probs = model.ctc(enc) if model.ctc is not None else None  # once per stream
             for d in decoders:
                 nbest = decode_nbest(d, model, enc, enc_lengths, ctc_log_probs, tokenizer,

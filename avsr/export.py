@@ -3,7 +3,7 @@
 Four ``torch.export`` programs (``.pt2``, :func:`torch.export.save`) and ``export.json``:
 
 - ``encoder.pt2``: front-ends + fusion + encoder of one modality, what
-  ``model.encode(audio, audio_lengths, video, video_lengths, modality)`` computes. Inputs:
+  ``model.encode_modality(audio, audio_lengths, video, video_lengths, modality)`` computes. Inputs:
   ``audio`` (B, S) float and ``audio_lengths`` (B,) long samples; ``video`` (B, F, 1, H, W) and
   ``video_lengths`` (B,) frames; audio-visual takes all four with S = 640 · F (the loader
   pads or cuts the audio). Outputs ``enc`` (B, T, D), ``enc_lengths`` (B,).

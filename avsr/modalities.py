@@ -1,22 +1,23 @@
-"""The three input streams of a unified model, named once for the whole package.
-
-``audio`` (ASR), ``video`` (VSR) and ``audiovisual`` (AVSR): the modality of a training stream,
-of an evaluation condition and of a transcription request. This module imports nothing from
-the package, so data, models, objectives and the command-line tools may all depend on it.
-"""
+"""Names and rates shared by data and models (a leaf module: it imports nothing of avsr, so
+``avsr.data`` and ``avsr.models`` both import it without depending on each other)."""
 
 from __future__ import annotations
 
-__all__ = ["MODALITIES", "uses_audio", "uses_video"]
+__all__ = ["MODALITIES", "STREAMS", "SAMPLE_RATE", "FPS", "SAMPLES_PER_FRAME",
+           "check_modality"]
 
-MODALITIES: tuple[str, ...] = ("audio", "video", "audiovisual")
+# what a model is asked to recognise from: one stream, the other, or both fused (USR's A/V/AV)
+MODALITIES = ("audio", "video", "audiovisual")
+# the input streams an item may carry
+STREAMS = ("audio", "video")
+
+SAMPLE_RATE = 16000  # Hz, every corpus is resampled to it
+FPS = 25  # video frames per second, the encoders' frame rate
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: one video frame of audio
 
 
-def uses_audio(modality: str) -> bool:
-    """Whether a stream of ``modality`` reads the audio."""
-    return modality in ("audio", "audiovisual")
-
-
-def uses_video(modality: str) -> bool:
-    """Whether a stream of ``modality`` reads the video."""
-    return modality in ("video", "audiovisual")
+def check_modality(modality: str) -> str:
+    """``modality`` if it is one of :data:`MODALITIES`, else a ValueError naming them."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    return modality

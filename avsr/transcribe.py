@@ -158,8 +158,9 @@ def transcribe_files(ckpt: str | Path, media: str | Path, modality: str, decode_
                       "audio": audio_tf(chunk[i].audio) if chunk[i].audio is not None else None}
                      for i in idx]
             batch = collate_fn(items)
-            enc, lengths = model.encode(batch["audio"], batch["audio_lengths"], batch["video"],
-                                        batch["video_lengths"], modality=used)
+            enc, lengths = model.encode_modality(batch["audio"], batch["audio_lengths"],
+                                                 batch["video"], batch["video_lengths"],
+                                                 modality=used)
             ctc_lp = model.ctc(enc) if model.ctc is not None else None
             nbests = decode_nbest(dec.name, model, enc, lengths, ctc_lp, tokenizer,
                                   max_len_ratio=float(decode_cfg.max_len_ratio),

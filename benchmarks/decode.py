@@ -170,8 +170,8 @@ def _encode(ckpt: str, n: int, modality: str, out: Path) -> None:
     for batch in dm.test_dataloader_for(None, None):
         audio = batch["audio"] if modality != "video" else None
         video = batch["video"] if modality != "audio" else None
-        enc, lengths = model.encode(audio, batch["audio_lengths"], video, batch["video_lengths"],
-                                    modality=modality)
+        enc, lengths = model.encode_modality(audio, batch["audio_lengths"], video,
+                                             batch["video_lengths"], modality=modality)
         ctc = model.ctc(enc)
         for b in range(enc.shape[0]):
             t = int(lengths[b])

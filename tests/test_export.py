@@ -103,7 +103,7 @@ def test_encoder_and_ctc_match_eager_at_two_sizes(eager, exported, modality) -> 
     for batch, frames in [*SIZES, (1, 5)]:
         audio, a_len, video, v_len = _inputs(batch, frames)
         with torch.no_grad():
-            enc, enc_len = eager.encode(audio, a_len, video, v_len, modality)
+            enc, enc_len = eager.encode_modality(audio, a_len, video, v_len, modality)
             x, x_len = model.encode(audio, a_len, video, v_len)
             assert _max_diff(enc, x) <= TOL
             assert torch.equal(enc_len, x_len) and x.shape[:2] == (batch, frames)
@@ -116,7 +116,7 @@ def test_saved_program_loads_back_with_torch_export_load(eager, cli_dir) -> None
     for batch, frames in SIZES:
         _, _, video, v_len = _inputs(batch, frames)
         with torch.no_grad():
-            enc, enc_len = eager.encode(None, None, video, v_len, "video")
+            enc, enc_len = eager.encode_modality(None, None, video, v_len, "video")
             x, x_len = encoder(video, v_len)
             assert _max_diff(enc, x) <= TOL and torch.equal(enc_len, x_len)
             assert _max_diff(eager.ctc(enc), ctc(enc)) <= TOL
@@ -131,7 +131,7 @@ def test_decoder_steps_match_eager(eager, exported) -> None:
         _, _, video, v_len = _inputs(batch, frames)
         g = torch.Generator().manual_seed(frames)
         with torch.no_grad():
-            enc, enc_len = eager.encode(None, None, video, v_len, "video")
+            enc, enc_len = eager.encode_modality(None, None, video, v_len, "video")
             s_e = eager.decoder.init_state(enc, enc_len, max_len=frames)
             s_x = decoder.init_state(enc, enc_len, max_len=frames)
             last = torch.full((batch,), 2)
@@ -171,7 +171,7 @@ def test_beam_search_on_exported_programs_matches_eager(eager, exported, modalit
     for batch, frames in SIZES:
         audio, a_len, video, v_len = _inputs(batch, frames)
         with torch.no_grad():
-            enc, enc_len = eager.encode(audio, a_len, video, v_len, modality)
+            enc, enc_len = eager.encode_modality(audio, a_len, video, v_len, modality)
             x, x_len = model.encode(audio, a_len, video, v_len)
         want = beam(eager.decoder, enc, enc_len, eager.ctc(enc), *ids)
         got = beam(model.decoder, x, x_len, model.ctc(x), *ids)
@@ -194,6 +194,6 @@ def test_loader_cuts_batch_padding_of_the_audio(eager, exported) -> None:
     audio = torch.cat([audio, torch.zeros(2, 1000)], dim=1)
     for modality in ("audio", "audiovisual"):
         with torch.no_grad():
-            enc, enc_len = eager.encode(audio, a_len, video, v_len, modality)
+            enc, enc_len = eager.encode_modality(audio, a_len, video, v_len, modality)
             x, x_len = exported[modality].encode(audio, a_len, video, v_len)
         assert _max_diff(enc, x) <= TOL and torch.equal(enc_len, x_len)

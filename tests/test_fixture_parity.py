@@ -146,7 +146,7 @@ def test_auto_avsr_single_modality(kind: str) -> None:
 
         def run():
             nonlocal enc, enc_lengths
-            enc, enc_lengths = model.encode(*enc_args, modality=kind)
+            enc, enc_lengths = model.encode_modality(*enc_args, modality=kind)
         blocks = block_outputs(model.encoder.encoders, run)
         log_probs = model.ctc(enc)
     # padding-invariant: every item equals the peer's single-item run
@@ -181,8 +181,9 @@ def test_auto_avsr_audiovisual() -> None:
         a, a_len = model.audio_frontend(inputs["audio"], inputs["audio_lengths"])
         ve, _ = fusion.video_encoder(v, v_len)
         ae, _ = fusion.audio_encoder(a, a_len)
-        enc, enc_lengths = model.encode(inputs["audio"], inputs["audio_lengths"],
-                                        inputs["video"], inputs["video_lengths"], "audiovisual")
+        enc, enc_lengths = model.encode_modality(inputs["audio"], inputs["audio_lengths"],
+                                                 inputs["video"], inputs["video_lengths"],
+                                                 "audiovisual")
         log_probs = model.ctc(enc)
     for i, n in enumerate(v_len.tolist()):
         close(v[i, :n], outputs["single_video_frontend_out"][i], f"video front-end {i}")
@@ -224,7 +225,7 @@ def test_usr_unified(heads: str) -> None:
 
         def run():
             nonlocal enc, enc_lengths
-            enc, enc_lengths = model.encode(*args, modality=_MODALITY[m])
+            enc, enc_lengths = model.encode_modality(*args, modality=_MODALITY[m])
         blocks = block_outputs(model.encoder.encoders, run)
         log_probs = model.ctc(enc)
     stream = {"v": 0, "a": 1, "av": 2}[m]

@@ -340,7 +340,8 @@ def test_cli_writes_a_checkpoint_that_evaluate_loads(tmp_path: Path) -> None:
     model, cfg = load_model_from_checkpoint(tmp_path / "usr_v.ckpt")
     assert cfg.vocab_size == 56  # read from the checkpoint's output layer
     with torch.no_grad():
-        enc, _ = model.encode(None, None, inputs["video"], inputs["video_lengths"], "video")
+        enc, _ = model.encode_modality(None, None, inputs["video"], inputs["video_lengths"],
+                                       "video")
     torch.testing.assert_close(model.ctc(enc)[0], outputs["ctc_log_probs_v"][0], rtol=1e-5,
                                atol=1e-4)
 

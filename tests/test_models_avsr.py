@@ -52,7 +52,7 @@ def test_forward_unified_matches_encode_per_modality() -> None:
         out = model.forward_unified(audio, a_len, video, v_len, ys_in, ys_len)
         assert list(out) == ["audio", "video", "audiovisual"]
         for modality, o in out.items():
-            enc, enc_len = model.encode(audio, a_len, video, v_len, modality)
+            enc, enc_len = model.encode_modality(audio, a_len, video, v_len, modality)
             assert o.index.tolist() == [0, 1, 2]
             torch.testing.assert_close(o.enc_lengths, enc_len)
             torch.testing.assert_close(o.enc[:, : enc.shape[1]], enc, atol=1e-5, rtol=1e-5)
@@ -97,11 +97,12 @@ def test_items_without_a_stream_are_left_out_of_that_stream() -> None:
         assert out["audio"].index.tolist() == [0, 1, 2]
         assert out["video"].index.tolist() == [0, 2]
         assert out["audiovisual"].index.tolist() == [0, 2]
-        enc, _ = model.encode(audio[[0, 2]], a_len[[0, 2]], video[[0, 2]], v_len[[0, 2]], "video")
+        enc, _ = model.encode_modality(audio[[0, 2]], a_len[[0, 2]], video[[0, 2]], v_len[[0, 2]],
+                                       "video")
         torch.testing.assert_close(out["video"].enc[:, : enc.shape[1]], enc, atol=1e-5, rtol=1e-5)
         # audiovisual inference with the video of item 1 absent = audio + missing video
-        av, av_len = model.encode(audio, a_len, video, v_len, "audiovisual")
-        alone, _ = model.encode(audio[1:2], a_len[1:2], None, None, "audiovisual")
+        av, av_len = model.encode_modality(audio, a_len, video, v_len, "audiovisual")
+        alone, _ = model.encode_modality(audio[1:2], a_len[1:2], None, None, "audiovisual")
     assert av_len.tolist() == [6, 4, 5]
     torch.testing.assert_close(av[1, :4], alone[0, :4], atol=1e-5, rtol=1e-5)
 
@@ -110,13 +111,13 @@ def test_encode_errors_and_greedy_decoding() -> None:
     model = _model().eval()
     audio, a_len, video, v_len, _, _ = _batch()
     with pytest.raises(ValueError, match="modality"):
-        model.encode(audio, a_len, video, v_len, "lips")
+        model.encode_modality(audio, a_len, video, v_len, "lips")
     with pytest.raises(ValueError, match=r"\(3, 1, 3840\)"):
-        model.encode(audio.unsqueeze(1), a_len, None, None, "audio")
+        model.encode_modality(audio.unsqueeze(1), a_len, None, None, "audio")
     with pytest.raises(ValueError, match="needs inputs"):
-        model.encode(None, None, video, v_len, "audio")
+        model.encode_modality(None, None, video, v_len, "audio")
     with torch.no_grad():
-        enc, enc_len = model.encode(audio, a_len, video, v_len, "video")
+        enc, enc_len = model.encode_modality(audio, a_len, video, v_len, "video")
         hyps = ctc_greedy(model.ctc(enc), enc_len, blank_id=0)
         att = attention_greedy(model.decoder, enc, enc_len, sos_id=2, eos_id=2, max_len=5)
     assert len(hyps) == len(att) == 3 and all(len(h) <= 5 for h in att)

@@ -11,9 +11,7 @@ from avsr.models.encoder import TransformerEncoder
 from avsr.models.frontends.filterbank import FilterbankFrontend
 from avsr.models.fusion import ConcatFusion
 from avsr.objectives.avhubert import ClusterHead
-from avsr.objectives.braven import (
-    BRAVEnObjective, collect_block_outputs, instance_norm, negative_cosine,
-)
+from avsr.objectives.braven import BRAVEnObjective, instance_norm, negative_cosine
 
 
 def _model() -> AVSRModel:
@@ -29,8 +27,7 @@ def _model() -> AVSRModel:
 def test_block_outputs_and_instance_norm():
     enc = TransformerEncoder(16, 3, 2, 32).eval()
     x = torch.randn(2, 7, 16)
-    with collect_block_outputs(enc) as blocks:
-        y, lengths = enc(x, torch.tensor([7, 7]))
+    y, lengths, blocks = enc(x, torch.tensor([7, 7]), return_hidden=True)
     assert len(blocks) == 3
     torch.testing.assert_close(enc.layer_norm(blocks[-1]), y)  # last block, before final LN
     ref = F.instance_norm(blocks[0].transpose(1, 2)).transpose(1, 2)
@@ -79,7 +76,6 @@ def test_conformer_block_outputs():
     from avsr.models.conformer import ConformerEncoder
 
     enc = ConformerEncoder(d_model=16, num_layers=2, num_heads=2, ffn_dim=32, kernel_size=3).eval()
-    with collect_block_outputs(enc) as blocks:
-        y, _ = enc(torch.randn(2, 6, 16), torch.tensor([6, 4]))
+    y, _, blocks = enc(torch.randn(2, 6, 16), torch.tensor([6, 4]), return_hidden=True)
     assert len(blocks) == 2
     torch.testing.assert_close(blocks[-1][0], y[0])  # the conformer's output is its last block

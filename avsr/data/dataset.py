@@ -31,12 +31,13 @@ from torch.utils.data import Dataset
 from avsr.data.corpora import Utterance, normalize_text, transcript_problem
 from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
 from avsr.data.tokenizer import unknown_text
+from avsr.modalities import STREAMS
 
 __all__ = ["AVDataset", "SkipReport", "TooManyBadItemsError", "collate_fn"]
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "video")
+MODALITIES = STREAMS  # the streams an item may load
 
 # unknown-text reports already warned about in this process: every noisy copy of a test set is
 # a new dataset over the same transcripts, and one warning says it all

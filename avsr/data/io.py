@@ -18,6 +18,8 @@ import av
 import numpy as np
 import torch
 
+from avsr.modalities import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+
 __all__ = [
     "MediaError",
     "SAMPLE_RATE",
@@ -29,9 +31,6 @@ __all__ = [
     "write_mp4",
 ]
 
-SAMPLE_RATE = 16000
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: one video frame of audio
 # Decoded frames may fall short of the container's count by this much without the file being
 # cut: muxers and edit lists disagree with the decoder by a frame now and then.
 MAX_MISSING_FRAMES = 2

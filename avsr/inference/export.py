@@ -93,7 +93,7 @@ def export_model(model: nn.Module, modality: str = "audiovisual", image_size: in
     run("encoder", EncoderProgram(model, modality), enc_args,
         _encoder_dynamic_shapes(modality, max_frames))
     with torch.no_grad():
-        enc, enc_lengths = model.encode(*_unpack(modality, enc_args), modality)
+        enc, enc_lengths = model.encode_modality(*_unpack(modality, enc_args), modality)
     batch, frames = Dim("batch", min=1, max=MAX_BATCH), Dim("frames", min=1, max=MAX_FRAMES)
     if model.ctc is not None:
         run("ctc", CTCProgram(model.ctc), (enc,), ({0: batch, 1: frames},))

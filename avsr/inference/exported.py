@@ -131,7 +131,7 @@ class ExportedModel:
     def encode(self, audio: torch.Tensor | None, audio_lengths: torch.Tensor | None,
                video: torch.Tensor | None, video_lengths: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``model.encode(...)`` of the exported modality; returns enc (B, T, D), lengths.
+        """``model.encode_modality(...)`` of the exported modality; returns enc (B, T, D), lengths.
 
         Audio: cut to whole 25 Hz frames (640 samples), as the front-ends do. Audio-visual:
         the program takes 640 samples per video frame; the audio is zero-padded or cut to

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsr.modalities import MODALITIES
+from avsr.modalities import check_modality
 from avsr.models.decoder import TransformerDecoder
 
 __all__ = ["EncoderProgram", "CTCProgram", "DecoderInitProgram", "DecoderStepProgram"]
@@ -17,10 +17,8 @@ class EncoderProgram(nn.Module):
 
     def __init__(self, model: nn.Module, modality: str) -> None:
         super().__init__()
-        if modality not in MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
         self.model = model
-        self.modality = modality
+        self.modality = check_modality(modality)
 
     def forward(self, x: torch.Tensor, x_lengths: torch.Tensor, video: torch.Tensor | None = None,
                 video_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,7 +30,8 @@ class EncoderProgram(nn.Module):
             audio, audio_lengths, video, video_lengths = None, None, x, x_lengths
         else:
             audio, audio_lengths = x, x_lengths
-        return self.model.encode(audio, audio_lengths, video, video_lengths, self.modality)
+        return self.model.encode_modality(audio, audio_lengths, video, video_lengths,
+                                          self.modality)
 
 
 class CTCProgram(nn.Module):

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torchaudio.models.conformer import ConformerLayer
 
-from avsr.models.encoder import encoder_input, make_positional_encoding
+from avsr.models.encoder import add_positions, make_positional_encoding
+from avsr.models.encoder_stack import EncoderStack
 
 __all__ = ["ConformerEncoder"]
 
@@ -27,7 +28,7 @@ def _check_layer_layout(layer: ConformerLayer) -> None:
         raise RuntimeError(f"unexpected torchaudio Conformer conv module layout: {kinds}")
 
 
-class ConformerEncoder(nn.Module):
+class ConformerEncoder(EncoderStack):
     """Conformer encoder (Gulati et al., "Conformer: Convolution-augmented Transformer for
     Speech Recognition", Interspeech 2020), as used by auto_avsr (Ma et al., ICASSP 2023).
 
@@ -64,7 +65,7 @@ class ConformerEncoder(nn.Module):
         pos_conv_groups: int = 16,
     ) -> None:
         super().__init__()
-        self.d_model = d_model
+        self.d_model = self.input_dim = d_model
         self.pos_enc = make_positional_encoding(pos_enc, d_model, pos_conv_kernel, pos_conv_groups)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
@@ -93,14 +94,19 @@ class ConformerEncoder(nn.Module):
             y = m(y)
         return x + y.transpose(1, 2)
 
-    def _layer(
-        self,
-        layer: ConformerLayer,
-        x: torch.Tensor,
-        key_padding_mask: torch.Tensor,
-        valid: torch.Tensor,
-    ) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor, pad: torch.Tensor
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Positions and input dropout; the context is (key padding mask (B, T), valid frames
+        (B, 1, T) float)."""
+        x = add_positions(x, pad, self.pos_enc, self.dropout)
+        # an empty item attends everything (finite garbage) instead of producing NaN
+        key_padding_mask = pad & (lengths > 0).unsqueeze(1)
+        return x, (key_padding_mask, (~pad).to(x.dtype).unsqueeze(1))
+
+    def run_layer(self, layer: nn.Module, x: torch.Tensor,
+                  context: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         # ConformerLayer.forward with masking before the depthwise conv; batch-first.
+        key_padding_mask, valid = context
         x = x + 0.5 * layer.ffn1(x)
         if layer.convolution_first:
             x = self._conv(layer, x, valid)
@@ -111,23 +117,3 @@ class ConformerEncoder(nn.Module):
             x = self._conv(layer, x, valid)
         x = x + 0.5 * layer.ffn2(x)
         return layer.final_layer_norm(x)
-
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode.
-
-        Args:
-            x: (B, T, D) features.
-            lengths: valid frames (B,); ``None`` means all T.
-
-        Returns:
-            (B, T, D) outputs, zero past each length, and lengths (B,).
-        """
-        x, lengths, pad = encoder_input(x, lengths, self.d_model, self.pos_enc, self.dropout)
-        # an empty item attends everything (finite garbage) instead of producing NaN
-        key_padding_mask = pad & (lengths > 0).unsqueeze(1)
-        valid = (~pad).to(x.dtype).unsqueeze(1)
-        for layer in self.layers:
-            x = self._layer(layer, x, key_padding_mask, valid)
-        return x.masked_fill(pad.unsqueeze(-1), 0.0), lengths

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
 from avsr.models.kv_cache import KVCache
-from avsr.models.positional import SinusoidalPositionalEncoding
+from avsr.models.token_model import TokenSequenceModel
 from avsr.models.utils import check_shape, make_activation
 
 __all__ = ["DecoderState", "TransformerDecoderLayer", "TransformerDecoder"]
@@ -181,7 +180,7 @@ class TransformerDecoderLayer(nn.Module):
         return out.flatten(0, 1).unsqueeze(1)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(TokenSequenceModel):
     """Attention decoder of the hybrid CTC/attention model (Watanabe et al., "Hybrid
     CTC/Attention Architecture for End-to-End Speech Recognition", IEEE JSTSP 2017).
 
@@ -218,21 +217,13 @@ class TransformerDecoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        self.vocab_size = vocab_size
-        self.d_model = d_model
-        self.embed_tokens = nn.Embedding(vocab_size, d_model)
-        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=d_model**-0.5)
-        self.embed_positions = SinusoidalPositionalEncoding(d_model, scale=math.sqrt(d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.build_input(vocab_size, d_model, dropout)
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation,
                                     layer_norm_eps)
             for _ in range(num_layers)
         )
-        self.layer_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.output_projection = nn.Linear(d_model, vocab_size, bias=not tie_embeddings)
-        if tie_embeddings:
-            self.output_projection.weight = self.embed_tokens.weight
+        self.build_output(tie_embeddings, layer_norm_eps)
 
     def _memory(
         self, memory: torch.Tensor, memory_lengths: torch.Tensor | None
@@ -253,7 +244,8 @@ class TransformerDecoder(nn.Module):
         token_lengths: torch.Tensor | None,
         memory: torch.Tensor,
         memory_lengths: torch.Tensor | None,
-    ) -> torch.Tensor:
+        return_states: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits.
 
         Args:
@@ -263,9 +255,11 @@ class TransformerDecoder(nn.Module):
             token_lengths: (B,) valid tokens (accepted for the ``(x, lengths)`` convention).
             memory: (B, T, D) encoder output.
             memory_lengths: (B,) valid frames; ``None`` means all T.
+            return_states: also return the states (B, L, D) the output layer reads (the
+                final LayerNorm's output).
 
         Returns:
-            logits (B, L, V).
+            logits (B, L, V) [, states (B, L, D)].
         """
         check_shape("tokens", tokens, 2, "(B, L)")
         if tokens.shape[0] != memory.shape[0]:
@@ -273,10 +267,12 @@ class TransformerDecoder(nn.Module):
                 f"tokens {tuple(tokens.shape)} and memory {tuple(memory.shape)} differ in B"
             )
         cross_k, cross_v, mask = self._memory(memory, memory_lengths)
-        x = self.dropout(self.embed_positions(self.embed_tokens(tokens)))
+        x = self.embed_inputs(tokens)
         for layer, k, v in zip(self.layers, cross_k, cross_v):
             x, _ = layer(x, k, v, mask)
-        return self.output_projection(self.layer_norm(x))
+        states = self.output_states(x)
+        logits = self.output_projection(states)
+        return (logits, states) if return_states else logits
 
     def init_state(
         self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None,

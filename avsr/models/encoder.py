@@ -7,10 +7,11 @@ from torch import nn
 
 from avsr.models.attention import MultiHeadAttention, key_padding_attn_mask
 from avsr.models.positional import ConvPositionalEncoding, SinusoidalPositionalEncoding
-from avsr.models.utils import check_shape, make_activation, make_pad_mask
+from avsr.models.encoder_stack import EncoderStack
+from avsr.models.utils import make_activation
 
 __all__ = [
-    "TransformerEncoderLayer", "TransformerEncoder", "encoder_input", "make_positional_encoding",
+    "TransformerEncoderLayer", "TransformerEncoder", "add_positions", "make_positional_encoding",
 ]
 
 POS_ENCODINGS = ("sinusoidal", "conv", "none")
@@ -71,7 +72,7 @@ class TransformerEncoderLayer(nn.Module):
         return x + self.dropout(self.fc2(y))
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(EncoderStack):
     """Stack of pre-LN Transformer layers with input positions and a final LayerNorm.
 
     Vaswani et al., NeurIPS 2017; pre-LN with a convolutional positional embedding and
@@ -107,7 +108,7 @@ class TransformerEncoder(nn.Module):
         pos_conv_groups: int = 16,
     ) -> None:
         super().__init__()
-        self.d_model = d_model
+        self.d_model = self.input_dim = d_model
         self.layer_drop = layer_drop
         self.pos_enc = make_positional_encoding(pos_enc, d_model, pos_conv_kernel, pos_conv_groups)
         self.dropout = nn.Dropout(dropout)
@@ -117,55 +118,30 @@ class TransformerEncoder(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(d_model)
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode.
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor, pad: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions and input dropout; the context is the attention mask (B, 1, 1, T)."""
+        x = add_positions(x, pad, self.pos_enc, self.dropout)
+        return x, key_padding_attn_mask(lengths, x.shape[1])
 
-        Args:
-            x: (B, T, D) features.
-            lengths: valid frames (B,); ``None`` means all T.
+    def run_layer(self, layer: nn.Module, x: torch.Tensor, context: torch.Tensor
+                  ) -> torch.Tensor:
+        return layer(x, context)
 
-        Returns:
-            (B, T, D) outputs, zero past each length, and lengths (B,).
-        """
-        x, lengths, pad = encoder_input(x, lengths, self.d_model, self.pos_enc, self.dropout)
-        frames = x.shape[1]
-        attn_mask = key_padding_attn_mask(lengths, frames)
-        for layer in self.layers:
-            if self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop:
-                continue
-            x = layer(x, attn_mask)
-        x = self.layer_norm(x)
-        return x.masked_fill(pad.unsqueeze(-1), 0.0), lengths
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(x)
 
 
-def encoder_input(
-    x: torch.Tensor,
-    lengths: torch.Tensor | None,
-    d_model: int,
-    pos_enc: nn.Module | None,
-    dropout: nn.Module,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Checks an encoder input, adds its positions and applies input dropout.
+def add_positions(
+    x: torch.Tensor, pad: torch.Tensor, pos_enc: nn.Module | None, dropout: nn.Module
+) -> torch.Tensor:
+    """Add an encoder's input positions (``None``: none) to x (B, T, D), then input dropout.
 
-    Shared by the transformer and conformer encoders.
-
-    Args:
-        x: (B, T, D) features; lengths: (B,) valid frames or ``None`` (all T).
-
-    Returns:
-        x (B, T, D), lengths (B,), padding mask (B, T) (True at padding).
+    Shared by the transformer and conformer encoders; pad (B, T) is True at padding (the
+    convolutional positions must not see it).
     """
-    check_shape("x", x, 3, "(B, T, D)")
-    if x.shape[-1] != d_model:
-        raise ValueError(f"x must be (B, T, {d_model}), got {tuple(x.shape)}")
-    batch, frames = x.shape[:2]
-    if lengths is None:
-        lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
-    pad = make_pad_mask(lengths, frames)
     if isinstance(pos_enc, ConvPositionalEncoding):
         x = pos_enc(x, pad)
     elif pos_enc is not None:
         x = pos_enc(x)
-    return dropout(x), lengths, pad
+    return dropout(x)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from avsr.models.encoder import TransformerEncoderLayer
-from avsr.models.positional import SinusoidalPositionalEncoding
+from avsr.models.token_model import TokenSequenceModel
 from avsr.models.utils import check_shape, make_pad_mask
 
 __all__ = ["LMState", "TransformerLM"]
@@ -24,7 +23,7 @@ class LMState:
     offset: int = 0
 
 
-class TransformerLM(nn.Module):
+class TransformerLM(TokenSequenceModel):
     """Decoder-only pre-LN Transformer LM (the LM of ESPnet/VSR-ML shallow fusion, smaller).
 
     Reads ``sos`` + tokens and predicts tokens + ``eos`` over the same vocabulary as the
@@ -55,20 +54,12 @@ class TransformerLM(nn.Module):
         tie_embeddings: bool = True,
     ) -> None:
         super().__init__()
-        self.vocab_size = vocab_size
-        self.d_model = d_model
-        self.embed_tokens = nn.Embedding(vocab_size, d_model)
-        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=d_model**-0.5)
-        self.embed_positions = SinusoidalPositionalEncoding(d_model, scale=math.sqrt(d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.build_input(vocab_size, d_model, dropout)
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(d_model, num_heads, ffn_dim, dropout, activation)
             for _ in range(num_layers)
         )
-        self.layer_norm = nn.LayerNorm(d_model)
-        self.output_projection = nn.Linear(d_model, vocab_size, bias=not tie_embeddings)
-        if tie_embeddings:
-            self.output_projection.weight = self.embed_tokens.weight
+        self.build_output(tie_embeddings)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced next-token logits.
@@ -87,10 +78,10 @@ class TransformerLM(nn.Module):
         if lengths is not None:
             mask = mask & ~make_pad_mask(lengths, steps)[:, None, None, :]
             mask = mask | torch.eye(steps, dtype=torch.bool, device=tokens.device)  # no NaN rows
-        x = self.dropout(self.embed_positions(self.embed_tokens(tokens)))
+        x = self.embed_inputs(tokens)
         for layer in self.layers:
             x = layer(x, mask)
-        return self.output_projection(self.layer_norm(x))
+        return self.output_projection(self.output_states(x))
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> LMState:
         """An empty cache for ``batch_size`` sequences (feed sos first)."""
@@ -107,8 +98,7 @@ class TransformerLM(nn.Module):
             logits (N, V) for the next token and the new state.
         """
         check_shape("tokens_last", tokens_last, 1, "(N,)")
-        x = self.embed_positions(self.embed_tokens(tokens_last).unsqueeze(1), state.offset)
-        x = self.dropout(x)
+        x = self.embed_inputs(tokens_last.unsqueeze(1), state.offset)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             # the encoder layer's body with a key/value cache instead of a causal mask

@@ -9,9 +9,9 @@ from torch import nn
 
 from avsr.models.attention import key_padding_attn_mask
 from avsr.models.encoder_blocks import ConvolutionModule, DropPath, FeedForward
+from avsr.models.encoder_stack import EncoderStack
 from avsr.models.positional import RelPositionalEncoding
 from avsr.models.rel_attention import RelPositionMultiHeadAttention
-from avsr.models.utils import check_shape, make_pad_mask
 
 __all__ = ["RelPosEncoderLayer", "RelPosEncoder"]
 
@@ -113,7 +113,7 @@ class RelPosEncoderLayer(nn.Module):
         return x
 
 
-class RelPosEncoder(nn.Module):
+class RelPosEncoder(EncoderStack):
     """Stack of :class:`RelPosEncoderLayer` with ESPnet's input scaling and a final LayerNorm.
 
     ``[embed] -> x · √D -> dropout -> layers -> after_norm``, with the relative sinusoids
@@ -177,32 +177,21 @@ class RelPosEncoder(nn.Module):
         state-dict keys, so auto_avsr / USR weights load by name)."""
         return self.encoders
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode.
-
-        Args:
-            x: (B, T, input_dim) features.
-            lengths: valid frames (B,); ``None`` means all T.
-
-        Returns:
-            (B, T, D) outputs, zero past each length, and lengths (B,).
-        """
-        check_shape("x", x, 3, "(B, T, D)")
-        if x.shape[-1] != self.input_dim:
-            raise ValueError(f"x must be (B, T, {self.input_dim}), got {tuple(x.shape)}")
-        batch, frames = x.shape[:2]
-        if lengths is None:
-            lengths = torch.full((batch,), frames, dtype=torch.long, device=x.device)
-        pad = make_pad_mask(lengths, frames)
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor, pad: torch.Tensor
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Embedding, √D scaling, dropout; the context is (relative sinusoids (2T - 1, D),
+        attention mask (B, 1, 1, T), valid frames (B, 1, T) float)."""
+        frames = x.shape[1]
         if self.embed is not None:
             x = self.embed(x)
         x = self.dropout(x * self.xscale if self.xscale != 1.0 else x)
         pos_emb = self.dropout(self.pos_enc(frames).to(x.dtype))
         attn_mask = key_padding_attn_mask(lengths, frames)
-        valid = (~pad).to(x.dtype).unsqueeze(1)
-        for layer in self.encoders:
-            x = layer(x, pos_emb, attn_mask, valid)
-        x = self.after_norm(x)
-        return x.masked_fill(pad.unsqueeze(-1), 0.0), lengths
+        return x, (pos_emb, attn_mask, (~pad).to(x.dtype).unsqueeze(1))
+
+    def run_layer(self, layer: nn.Module, x: torch.Tensor,
+                  context: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return layer(x, *context)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_norm(x)

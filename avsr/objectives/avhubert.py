@@ -161,7 +161,8 @@ class AVHuBERTObjective(Objective):
             video = substitute_frames(video, v_len, v_mask, self.video_fill, generator)
         else:
             v_mask = None
-        a, a_len, v, v_len = model._frontends(audio, a_len, video, v_len)
+        feats = model.embed(audio, a_len, video, v_len, (self.modality,))
+        a, a_len, v, v_len = feats.audio, feats.audio_lengths, feats.video, feats.video_lengths
         ref = a if a is not None else v
         batch_size, frames = ref.shape[0], min(x.shape[1] for x in (a, v) if x is not None)
         lengths = torch.stack([x.clamp(max=frames) for x in (a_len, v_len) if x is not None]
@@ -196,13 +197,15 @@ class AVHuBERTObjective(Objective):
                     v = fill_embedding(v, v_whole, self.video_mask_emb)
                     v_mask = v_mask | v_whole
                 loss_mask |= v_mask[:, :frames]
-        x, lengths = model.fusion(a, v, a_len, v_len)
+        # the masked features take the place of the front-ends' outputs
+        fused = model.fuse(feats._replace(audio=a, video=v), (self.modality,), keep_all=True)
+        x, lengths = fused.x, fused.lengths
         if self.level == "feature":
             fm = span_mask(lengths, x.shape[1], *self.feature_mask, generator=generator)
             fm = fm.to(x.device)
             x = fill_embedding(x, fm, self.feature_mask_emb)
             loss_mask = fm
-        enc, lengths = model.encoder(x, lengths)
+        enc, lengths = model.encode(x, lengths)
         frames = enc.shape[1]
         loss_mask = loss_mask[:, :frames] & valid_mask(lengths, frames)
         targets = self.labels.batch(batch["ids"], frames, lengths).to(enc.device)

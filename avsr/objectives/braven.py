@@ -12,59 +12,21 @@ similarity on masked frames, weighted per modality (V 0.3, A 0.7, AV 0.7).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsr.models.conformer import ConformerEncoder
+from avsr.modalities import MODALITIES, SAMPLES_PER_FRAME
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.models.predictor import MaskedPredictor
 from avsr.objectives.base import Objective
 from avsr.objectives.masking import span_mask, valid_mask, zero_frames
 
-__all__ = ["BRAVEnObjective", "encoder_blocks", "collect_block_outputs", "instance_norm",
-           "negative_cosine"]
+__all__ = ["BRAVEnObjective", "instance_norm", "negative_cosine"]
 
-SAMPLES_PER_FRAME = 640
-
-
-def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
-    """The block list of our encoders (``layers`` or ESPnet-named ``encoders``)."""
-    for name in ("layers", "encoders"):
-        blocks = getattr(encoder, name, None)
-        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
-            return blocks
-    raise ValueError(f"{type(encoder).__name__} exposes no block list (layers / encoders)")
-
-
-def _block_output_modules(encoder: nn.Module) -> list[nn.Module]:
-    """The module whose output is each block's output."""
-    blocks = encoder_blocks(encoder)
-    if isinstance(encoder, ConformerEncoder):
-        # it runs torchaudio's layers through its own masked path (never calling the layer's
-        # forward), which ends with the layer's final LayerNorm
-        return [b.final_layer_norm for b in blocks]
-    return list(blocks)
-
-
-@contextlib.contextmanager
-def collect_block_outputs(encoder: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Context in which every encoder block's output is appended to the yielded list."""
-    outputs: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        outputs.append(output[0] if isinstance(output, tuple) else output)
-
-    handles = [b.register_forward_hook(hook) for b in _block_output_modules(encoder)]
-    try:
-        yield outputs
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def instance_norm(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -110,7 +72,7 @@ class BRAVEnObjective(Objective):
         self,
         mask_prob: float = 0.4,
         mask_span: int = 3,
-        modalities: Sequence[str] = ("audio", "video", "audiovisual"),
+        modalities: Sequence[str] = MODALITIES,
         modality_weights: Mapping[str, float] | None = None,
         teacher_modality: str = "audiovisual",
         predictor_layers: int = 2,
@@ -154,9 +116,8 @@ class BRAVEnObjective(Objective):
         """Instance-normalised mean of the teacher's block outputs on unmasked input."""
         assert self.teacher is not None, "call bind(model) first"
         teacher = self.teacher.model
-        with collect_block_outputs(teacher.encoder) as blocks:
-            _, lengths = teacher.encode(audio, audio_lengths, video, video_lengths,
-                                        self.teacher_modality)
+        _, lengths, blocks = teacher.encode_modality(audio, audio_lengths, video, video_lengths,
+                                                     self.teacher_modality, return_hidden=True)
         if not blocks:
             raise ValueError(f"no block outputs collected from {type(teacher.encoder).__name__}")
         mean = torch.stack(blocks).mean(0)

@@ -174,8 +174,9 @@ class SemiSupervisedObjective(Objective):
         if self.teacher is None:
             raise RuntimeError("bind(model) first")
         teacher = self.teacher.model
-        enc, lengths = teacher.encode(batch["audio"], batch["audio_lengths"], batch["video"],
-                                      batch["video_lengths"], "audiovisual")
+        enc, lengths = teacher.encode_modality(batch["audio"], batch["audio_lengths"],
+                                               batch["video"], batch["video_lengths"],
+                                               "audiovisual")
         ctc = ctc_pseudo_labels(teacher.ctc(enc), lengths, self.threshold)
         att = attention_pseudo_labels(teacher.decoder, enc, lengths, self.loss.sos_id,
                                       self.loss.eos_id, self.threshold, self.max_len_ratio,
@@ -193,25 +194,15 @@ class SemiSupervisedObjective(Objective):
             video, audio = zero_frames(video, audio, mask)
         sos = att.tokens.new_full((att.tokens.shape[0], 1), self.loss.sos_id)
         dec_in = torch.cat([sos, att.tokens[:, :-1]], dim=1)  # teacher forcing on the labels
-        hidden: list[torch.Tensor] = []
-        hook = model.decoder.layer_norm.register_forward_hook(
-            lambda _m, _i, out: hidden.append(out))
-        try:
-            out = model(audio, batch["audio_lengths"], video, batch["video_lengths"], dec_in,
-                        att.lengths, modalities=self.modalities)
-        finally:
-            hook.remove()
-        states = hidden[0]  # (ΣB_m, L, D): the streams stacked in the order of `out`
-        parts, start, w, norm = {}, 0, self.loss.ctc_weight, self.pseudo_label_normalize
+        out = model(audio, batch["audio_lengths"], video, batch["video_lengths"], dec_in,
+                    att.lengths, modalities=self.modalities, return_decoder_states=True)
+        parts, w, norm = {}, self.loss.ctc_weight, self.pseudo_label_normalize
         for m, o in out.items():
-            n = o.index.numel()
             frames = min(o.enc.shape[1], ctc.targets.shape[1])
             ctc_t = ctc.targets.index_select(0, o.index)[:, :frames]
             loss_ctc = masked_cross_entropy(self.ctc_heads[m](o.enc[:, :frames]), ctc_t, norm)
             att_t = att.targets.index_select(0, o.index)
-            loss_att = masked_cross_entropy(self.att_heads[m](states[start:start + n]), att_t,
-                                            norm)
-            start += n
+            loss_att = masked_cross_entropy(self.att_heads[m](o.decoder_states), att_t, norm)
             parts[m] = {"loss": w * loss_ctc + (1 - w) * loss_att, "loss_ctc": loss_ctc,
                         "loss_att": loss_att}
         parts["_stats"] = {

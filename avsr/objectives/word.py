@@ -20,14 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from avsr.objectives.base import Objective, check_modalities, stream_weights
+from avsr.models.streams import stack_streams
 from avsr.models.word_backend import BoundaryEmbedding
+from avsr.objectives.base import Objective, check_modalities, stream_weights
 
 __all__ = ["WordClassificationObjective"]
-
-
-def _rows(x: torch.Tensor | None, index: torch.Tensor, use: bool) -> torch.Tensor | None:
-    return x.index_select(0, index) if use and x is not None else None
 
 
 class WordClassificationObjective(Objective):
@@ -76,42 +73,19 @@ class WordClassificationObjective(Objective):
         Returns:
             ``{modality: (index (B_m,) rows of the batch, logits (B_m, num_classes))}``.
         """
-        modalities = self.modalities
-        m = model
-        audio, video = batch.get("audio"), batch.get("video")
-        a_len0, v_len0 = batch["audio_lengths"], batch["video_lengths"]
-        want_a = audio is not None and any(x in ("audio", "audiovisual") for x in modalities)
-        want_v = video is not None and any(x in ("video", "audiovisual") for x in modalities)
-        a, a_len = m.audio_frontend(audio, a_len0) if want_a else (None, None)
-        v, v_len = m.video_frontend(video, v_len0) if want_v else (None, None)
-        streams = []
-        for mod in modalities:
-            use_a, use_v = mod in ("audio", "audiovisual"), mod in ("video", "audiovisual")
-            if (use_a and a is None) or (use_v and v is None):
-                continue
-            keep = torch.ones(len(batch["ids"]), dtype=torch.bool, device=batch["labels"].device)
-            keep = keep & (a_len0 > 0) if use_a else keep
-            keep = keep & (v_len0 > 0) if use_v else keep
-            index = keep.nonzero().squeeze(1)
-            if index.numel() == 0:
-                continue
-            x, lengths = m.fusion(_rows(a, index, use_a), _rows(v, index, use_v),
-                                  _rows(a_len, index, use_a), _rows(v_len, index, use_v))
-            if self.boundary is not None:
-                x = self.boundary(x, batch["boundaries"].index_select(0, index))
-            streams.append((mod, index, x, lengths))
+        feats = model.embed(batch.get("audio"), batch["audio_lengths"], batch.get("video"),
+                            batch["video_lengths"], self.modalities)
+        streams = model.fuse_streams(feats, self.modalities)
         if not streams:
-            raise ValueError(f"batch {batch['ids'][:3]}... has no stream for {modalities}")
-        frames = max(s[2].shape[1] for s in streams)
-        x = torch.cat([nn.functional.pad(s[2], (0, 0, 0, frames - s[2].shape[1]))
-                       for s in streams])
-        enc, enc_lengths = m.encoder(x, torch.cat([s[3] for s in streams]))
-        logits = self.head(enc, enc_lengths)
-        out, start = {}, 0
-        for mod, index, _, _ in streams:
-            out[mod] = (index, logits[start:start + index.numel()])
-            start += index.numel()
-        return out
+            raise ValueError(f"batch {batch['ids'][:3]}... has no stream for {self.modalities}")
+        if self.boundary is not None:  # the word's boundary, between fusion and back-end
+            streams = [s._replace(x=self.boundary(s.x, batch["boundaries"].index_select(
+                0, s.index))) for s in streams]
+        fused = stack_streams(streams)
+        enc, enc_lengths = model.encode(fused.x, fused.lengths)
+        logits = fused.split(self.head(enc, enc_lengths))
+        index = fused.split(fused.index)
+        return {m: (index[m], logits[m]) for m in fused.modalities}
 
     def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)

@@ -61,7 +61,6 @@ def layer_features(ckpt_path: str | Path, utterances: Sequence[Utterance], layer
     """
     from avsr.checkpoints import instantiate_stored, load_run
     from avsr.data.dataset import AVDataset
-    from avsr.objectives.braven import collect_block_outputs
 
     # the encoder side only: an EMA teacher of pre-training holds no decoder
     run = load_run(ckpt_path, source=source, parts=ENCODER_SIDE)
@@ -75,9 +74,9 @@ def layer_features(ckpt_path: str | Path, utterances: Sequence[Utterance], layer
                                                           min(start + batch_size, len(dataset)))])
         if not batch["ids"]:
             continue
-        with collect_block_outputs(model.encoder) as blocks:
-            _, lengths = model.encode(batch["audio"], batch["audio_lengths"], batch["video"],
-                                      batch["video_lengths"], modality)
+        _, lengths, blocks = model.encode_modality(batch["audio"], batch["audio_lengths"],
+                                                   batch["video"], batch["video_lengths"],
+                                                   modality, return_hidden=True)
         if not 1 <= layer <= len(blocks):
             raise ValueError(f"layer must be in 1..{len(blocks)}, got {layer}")
         feats = blocks[layer - 1]

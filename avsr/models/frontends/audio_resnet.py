@@ -12,12 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from avsr.modalities import SAMPLES_PER_FRAME
 from avsr.models.frontends.resnet import ResNet
 from avsr.models.utils import check_shape
 
 __all__ = ["AudioResNet", "SAMPLES_PER_FRAME", "whole_frames"]
 
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps: stem stride 4 × stages 2·2·2 × pool 20
+# SAMPLES_PER_FRAME (640 at 16 kHz / 25 fps) = stem stride 4 × stages 2·2·2 × pool 20
 
 
 class AudioResNet(nn.Module):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from avsr.data.io import SAMPLE_RATE, SAMPLES_PER_FRAME
+from avsr.modalities import SAMPLE_RATE, SAMPLES_PER_FRAME
 from avsr.models.frontends.audio_resnet import whole_frames
 from avsr.models.utils import make_pad_mask
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -19,29 +21,15 @@ class ConcatFusion(Fusion):
     Absent and dropped streams: see :class:`~avsr.models.fusion.base.Fusion`.
 
     Args:
-        audio_dim: audio feature size Da.
-        video_dim: video feature size Dv.
-        output_dim: fused size D (the encoder's d_model).
-        missing: ``"zeros"`` or ``"learned"``.
+        audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+            modality_dropout_per_item: sizes, absent streams and modality dropout, as
+            :class:`~avsr.models.fusion.base.Fusion` takes them.
         dropout: dropout after the projection.
-        p_modality: modality-dropout probability (AV-HuBERT ``modality_dropout``).
-        p_audio: probability that a dropped stream is the audio (``audio_dropout``).
-        modality_dropout_per_item: draw modality dropout per item instead of per batch.
     """
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        output_dim: int,
-        missing: str = "zeros",
-        dropout: float = 0.0,
-        p_modality: float = 0.0,
-        p_audio: float = 0.5,
-        modality_dropout_per_item: bool = False,
-    ) -> None:
-        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
-                         modality_dropout_per_item)
+    def __init__(self, audio_dim: int, video_dim: int, output_dim: int, dropout: float = 0.0,
+                 **options: Any) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, **options)
         self.layer_norm = nn.LayerNorm(audio_dim + video_dim)
         self.post_extract_proj = nn.Linear(audio_dim + video_dim, output_dim)
         self.dropout = nn.Dropout(dropout)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from avsr.modalities import MODALITIES
 from avsr.models.fusion.base import Fusion, FusionInputs
 
 __all__ = ["ModalityLinearFusion"]
-
-_STREAMS = ("audio", "video", "audiovisual")
 
 
 class ModalityLinearFusion(Fusion):
@@ -25,36 +25,21 @@ class ModalityLinearFusion(Fusion):
     case and for modality dropout, which turns an audio-visual item into a single-stream one.
 
     Args:
-        audio_dim: audio feature size Da.
-        video_dim: video feature size Dv.
-        output_dim: fused size D.
-        missing: ``"zeros"`` or ``"learned"``.
+        audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+            modality_dropout_per_item: sizes, absent streams and modality dropout, as
+            :class:`~avsr.models.fusion.base.Fusion` takes them.
         video_first: ``linear_av`` sees (video, audio) as in USR, else (audio, video).
-        p_modality: modality-dropout probability.
-        p_audio: probability that a dropped stream is the audio.
-        modality_dropout_per_item: draw modality dropout per item instead of per batch.
         streams: the stream combinations the model serves, a subset of ``("audio", "video",
             "audiovisual")``; only their maps are built (auto_avsr's single-modality models:
             ``["video"]`` or ``["audio"]``, whose checkpoints hold no other map).
     """
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        output_dim: int,
-        missing: str = "zeros",
-        video_first: bool = True,
-        p_modality: float = 0.0,
-        p_audio: float = 0.5,
-        modality_dropout_per_item: bool = False,
-        streams: Sequence[str] = _STREAMS,
-    ) -> None:
-        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
-                         modality_dropout_per_item)
-        unknown = set(streams) - set(_STREAMS)
+    def __init__(self, audio_dim: int, video_dim: int, output_dim: int, video_first: bool = True,
+                 streams: Sequence[str] = MODALITIES, **options: Any) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, **options)
+        unknown = set(streams) - set(MODALITIES)
         if unknown or not streams:
-            raise ValueError(f"streams must be a non-empty subset of {_STREAMS}, got {streams}")
+            raise ValueError(f"streams must be a non-empty subset of {MODALITIES}, got {streams}")
         self.video_first = video_first
         self.streams = tuple(streams)
         if "audio" in streams:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -19,31 +21,16 @@ class MLPFusion(Fusion):
     padded row equals the item alone in training mode too.
 
     Args:
-        audio_dim: audio feature size Da.
-        video_dim: video feature size Dv.
-        output_dim: fused size D.
+        audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+            modality_dropout_per_item: sizes, absent streams and modality dropout, as
+            :class:`~avsr.models.fusion.base.Fusion` takes them.
         hidden_dim: hidden size of the MLP.
-        missing: ``"zeros"`` or ``"learned"``.
         video_first: concatenate (video, audio) as auto_avsr does, else (audio, video).
-        p_modality: modality-dropout probability.
-        p_audio: probability that a dropped stream is the audio.
-        modality_dropout_per_item: draw modality dropout per item instead of per batch.
     """
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        output_dim: int,
-        hidden_dim: int = 8192,
-        missing: str = "zeros",
-        video_first: bool = True,
-        p_modality: float = 0.0,
-        p_audio: float = 0.5,
-        modality_dropout_per_item: bool = False,
-    ) -> None:
-        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
-                         modality_dropout_per_item)
+    def __init__(self, audio_dim: int, video_dim: int, output_dim: int, hidden_dim: int = 8192,
+                 video_first: bool = True, **options: Any) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, **options)
         self.video_first = video_first
         self.fc1 = nn.Linear(audio_dim + video_dim, hidden_dim)
         self.bn1 = nn.BatchNorm1d(hidden_dim)

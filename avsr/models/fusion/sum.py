@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -17,29 +19,15 @@ class SumFusion(Fusion):
     to D, the sum goes through ``layer_norm``; no ``post_extract_proj`` at equal sizes).
 
     Args:
-        audio_dim: audio feature size Da.
-        video_dim: video feature size Dv.
-        output_dim: fused size D.
-        missing: ``"zeros"`` or ``"learned"``.
+        audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+            modality_dropout_per_item: sizes, absent streams and modality dropout, as
+            :class:`~avsr.models.fusion.base.Fusion` takes them.
         dropout: dropout after the norm.
-        p_modality: modality-dropout probability.
-        p_audio: probability that a dropped stream is the audio.
-        modality_dropout_per_item: draw modality dropout per item instead of per batch.
     """
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        output_dim: int,
-        missing: str = "zeros",
-        dropout: float = 0.0,
-        p_modality: float = 0.0,
-        p_audio: float = 0.5,
-        modality_dropout_per_item: bool = False,
-    ) -> None:
-        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
-                         modality_dropout_per_item)
+    def __init__(self, audio_dim: int, video_dim: int, output_dim: int, dropout: float = 0.0,
+                 **options: Any) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, **options)
         self.audio_proj = (nn.Identity() if audio_dim == output_dim
                            else nn.Linear(audio_dim, output_dim))
         self.video_proj = (nn.Identity() if video_dim == output_dim

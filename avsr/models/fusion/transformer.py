@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -24,35 +26,19 @@ class TransformerFusion(Fusion):
     (zeros or learned), so one model serves A, V and AV.
 
     Args:
-        audio_dim: audio feature size Da.
-        video_dim: video feature size Dv.
-        output_dim: fused size D.
+        audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
+            modality_dropout_per_item: sizes, absent streams and modality dropout, as
+            :class:`~avsr.models.fusion.base.Fusion` takes them.
         num_layers: transformer layers.
         num_heads: attention heads.
         ffn_dim: feed-forward hidden size.
         dropout: dropout.
-        missing: ``"zeros"`` or ``"learned"``.
-        p_modality: modality-dropout probability.
-        p_audio: probability that a dropped stream is the audio.
-        modality_dropout_per_item: draw modality dropout per item instead of per batch.
     """
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        output_dim: int,
-        num_layers: int = 2,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
-        missing: str = "zeros",
-        p_modality: float = 0.0,
-        p_audio: float = 0.5,
-        modality_dropout_per_item: bool = False,
-    ) -> None:
-        super().__init__(audio_dim, video_dim, output_dim, missing, p_modality, p_audio,
-                         modality_dropout_per_item)
+    def __init__(self, audio_dim: int, video_dim: int, output_dim: int, num_layers: int = 2,
+                 num_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.1,
+                 **options: Any) -> None:
+        super().__init__(audio_dim, video_dim, output_dim, **options)
         self.audio_proj = nn.Linear(audio_dim, output_dim)
         self.video_proj = nn.Linear(video_dim, output_dim)
         self.modality_embed = nn.Parameter(torch.randn(2, output_dim) * 0.02)
