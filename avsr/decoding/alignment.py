@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import torch
 
-from avsr.data.io import FPS
+from avsr.modalities import FPS
 
 __all__ = ["FRAME_S", "WORD_MARK", "word_timestamps"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from avsr.data.io import SAMPLES_PER_FRAME
+from avsr.modalities import SAMPLES_PER_FRAME
 
 __all__ = ["SpeedMonitor", "batch_counts", "batch_frames", "peak_memory_mb"]
 
