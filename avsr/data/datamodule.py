@@ -27,7 +27,7 @@ from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
 from avsr.data.loader import AVDataLoader, utterance_lengths
 from avsr.data.loading import SeededBatchSampler, worker_init
-from avsr.data.noise import BabbleNoise, FixedNoiseMixer, NoiseAugment, WhiteNoise
+from avsr.data.noise import BabbleNoise, NoiseAugment, evaluation_mixer
 from avsr.data.options import check_options
 from avsr.data.sampler import FrameBudgetBatchSampler
 from avsr.data.shards import shard_dataset, shard_index
@@ -329,17 +329,7 @@ class AVDataModule(pl.LightningDataModule):
             snr: SNR in dB (0 is 0 dB) or None.
         """
         self.load_tokenizer()
-        if noise_type is None or snr is None:
-            mixer = None
-        elif noise_type in self.test_noise:
-            mixer = FixedNoiseMixer(self.test_noise[noise_type], snr_db=snr, seed=self.seed)
-        elif noise_type == "babble":
-            mixer = FixedNoiseMixer(self.babble(), snr_db=snr, seed=self.seed)
-        elif noise_type == "white":
-            mixer = FixedNoiseMixer(WhiteNoise(), snr_db=snr, seed=self.seed)
-        else:
-            names = sorted({"babble", "white", *self.test_noise})
-            raise ValueError(f"noise_type must be one of {names} or None, got {noise_type!r}")
+        mixer = evaluation_mixer(noise_type, snr, self.test_noise, self.babble, self.seed)
         key = f"test/{noise_type}/{snr}"
         self.datasets[key] = self._dataset("test", noise=mixer)
         return self._loader("test", self.datasets[key])

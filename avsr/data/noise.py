@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +34,7 @@ __all__ = [
     "active_power",
     "mix_at_snr",
     "stable_seed",
+    "evaluation_mixer",
 ]
 
 log = logging.getLogger(__name__)
@@ -320,3 +321,32 @@ class FixedNoiseMixer:
             raise ValueError("FixedNoiseMixer needs the utterance id as key")
         g = torch.Generator().manual_seed(stable_seed(self.seed, key))
         return mix_at_snr(audio, self.noise.sample(audio.numel(), g, key), self.snr_db)
+
+
+def evaluation_mixer(noise_type: str | None, snr: float | None,
+                     named: Mapping[str, NoiseSource], babble: Callable[[], NoiseSource],
+                     seed: int) -> FixedNoiseMixer | None:
+    """The mixer of one cell of the noisy test matrix, or None for the clean set.
+
+    Args:
+        noise_type: a name of ``named`` (e.g. the protocol's held-out babble, MUSAN music),
+            ``"babble"`` (``babble()``, built on first use), ``"white"``, or None (clean).
+        snr: SNR in dB, or None (clean).
+        named: the data module's ``test_noise`` sources; a name here wins over the built-ins.
+        babble: builds the built-in babble source.
+        seed: the mixer's seed: each utterance's noise is seeded by (seed, utterance id), so
+            the noisy test set is identical in every run.
+
+    Raises:
+        ValueError: an unknown ``noise_type`` (the message lists the known ones).
+    """
+    if noise_type is None or snr is None:
+        return None
+    if noise_type in named:
+        return FixedNoiseMixer(named[noise_type], snr_db=snr, seed=seed)
+    if noise_type == "babble":
+        return FixedNoiseMixer(babble(), snr_db=snr, seed=seed)
+    if noise_type == "white":
+        return FixedNoiseMixer(WhiteNoise(), snr_db=snr, seed=seed)
+    names = sorted({"babble", "white", *named})
+    raise ValueError(f"noise_type must be one of {names} or None, got {noise_type!r}")
