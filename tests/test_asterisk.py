@@ -199,20 +199,23 @@ def test_cached_copy_is_reused_and_refreshed(tmp_path):
 
 # ------------------------------------------------------------- Hydra + Lightning, real speech
 
-def _cfg(tmp_path: Path, *extra: str):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=[
-            "+experiment=real_asterisk_asr", f"paths.output_dir={tmp_path / 'run'}",
-            f"paths.data_dir={tmp_path / 'data'}", f"data.corpus.root={FIXTURES}",
+def _tiny(tmp_path: Path) -> list[str]:
+    """Overrides that point the experiment at the vendored prompts and shrink it to seconds."""
+    return [f"paths.data_dir={tmp_path / 'data'}", f"data.corpus.root={FIXTURES}",
             f"data.corpus.script={SCRIPT}", "data.corpus.val_fraction=0.15",
             "data.corpus.test_fraction=0.15", "data.vocab_size=30",
             "model.encoder.d_model=16", "model.encoder.num_layers=1", "model.encoder.ffn_dim=32",
             "model.encoder.num_heads=2", "model.decoder.num_heads=2", "model.decoder.ffn_dim=32",
             "model.audio_frontend.output_dim=16", "model.fusion.audio_dim=16",
-            "trainer.max_steps=3", "trainer.val_check_interval=3",
-            "trainer.check_val_every_n_epoch=null",
-            "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-            "decode=greedy", *extra])
+            "trainer.val_check_interval=3", "trainer.check_val_every_n_epoch=null",
+            "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "decode=greedy"]
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=[
+            "+experiment=real_asterisk_asr", f"paths.output_dir={tmp_path / 'run'}",
+            "trainer.max_steps=3", *_tiny(tmp_path), *extra])
 
 
 def test_experiment_defaults_point_at_the_debian_install():
@@ -256,3 +259,24 @@ def test_pocketsphinx_reference_on_a_vendored_prompt(tmp_path):
     assert real_speech.corpus_wer(["THANK YOU", "PRESS FIVE"], ["THANK YOU", "PRESS"]) == 0.25
     with pytest.raises(ValueError, match="8000 Hz"):
         real_speech.pocketsphinx_transcribe(decoder, FIXTURES / "auth-thankyou.wav")
+
+
+def test_benchmark_gives_both_wers_on_the_same_prompts_and_resumes(tmp_path, capsys):
+    import real_speech
+
+    out = tmp_path / "bench"
+    results = real_speech.main(["--steps", "2", "--out", str(out), *_tiny(tmp_path)])
+    ours, theirs = results["systems"].values()
+    assert ours["global_step"] == 2
+    assert ours["utterances"] == theirs["utterances"] == 1  # the one vendored test prompt
+    assert ours["words"] == theirs["words"]
+    # jiwer over the hypothesis file agrees with the project's own WER
+    assert 100 * ours["wer"] == pytest.approx(ours["wer_avsr_metric"], abs=0.01)
+    assert 0 <= theirs["wer"] <= 1.0
+    hyps = real_speech.read_hyps(out / "pocketsphinx_hyps.tsv")
+    assert len(hyps) == 1
+    assert (out / "results.md").read_text().count("|") > 8
+    # a second call with the same budget reuses the finished run and the decodes
+    again = real_speech.main(["--steps", "2", "--out", str(out), *_tiny(tmp_path)])
+    assert "reused finished run" in capsys.readouterr().out
+    assert [s["wer"] for s in again["systems"].values()] == [ours["wer"], theirs["wer"]]
