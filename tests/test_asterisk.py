@@ -195,6 +195,10 @@ def test_cached_copy_is_reused_and_refreshed(tmp_path):
     write_wav(root / "digits" / "7.wav", audio * 0.5, 8000)  # the source changed: convert again
     _corpus(tmp_path, root=root, script=root / "core-sounds-en.txt").utterances("all")
     assert read_wav(cached)[0].abs().max().item() == pytest.approx(0.5 * peak, rel=0.02)
+    # a copy made for another rate is not reused
+    corpus = _corpus(tmp_path, root=root, script=root / "core-sounds-en.txt", sample_rate=8000)
+    corpus.utterances("all")
+    assert read_wav(cached)[1] == 8000
 
 
 # ------------------------------------------------------------- Hydra + Lightning, real speech

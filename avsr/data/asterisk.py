@@ -112,9 +112,10 @@ def write_wav(path: str | Path, audio: torch.Tensor, rate: int) -> None:
     tmp.replace(path)
 
 
-def _wav_seconds(path: Path) -> float:
+def _wav_header(path: Path) -> tuple[float, int]:
+    """(seconds, sample rate) of a WAV from its header."""
     with wave.open(str(path), "rb") as w:
-        return w.getnframes() / w.getframerate()
+        return w.getnframes() / w.getframerate(), w.getframerate()
 
 
 def _category(reason: str) -> str:
@@ -248,12 +249,15 @@ class AsteriskPrompts:
     def _utterance(self, name: str, source: Path, words: str) -> Utterance | None:
         target = self.cache_dir / f"{name}.wav"
         try:
-            if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+            # a copy older than its source, or made for another rate, is made again
+            fresh = (target.is_file() and target.stat().st_mtime >= source.stat().st_mtime
+                     and _wav_header(target)[1] == self.sample_rate)
+            if not fresh:
                 audio, rate = read_wav(source)
                 if rate != self.sample_rate:
                     audio = AF.resample(audio, rate, self.sample_rate)
                 write_wav(target, audio, self.sample_rate)
-            seconds = _wav_seconds(target)
+            seconds = _wav_header(target)[0]
         except (ValueError, wave.Error, EOFError, OSError) as e:
             self.skipped[name] = str(e)
             return None
