@@ -274,8 +274,13 @@ def test_benchmark_gives_both_wers_on_the_same_prompts_and_resumes(tmp_path, cap
     assert ours["global_step"] == 2
     assert ours["utterances"] == theirs["utterances"] == 1  # the one vendored test prompt
     assert ours["words"] == theirs["words"]
-    # jiwer over the hypothesis file agrees with the project's own WER
-    assert 100 * ours["wer"] == pytest.approx(ours["wer_avsr_metric"], abs=0.01)
+    # the decoder is the one with the lowest validation WER; jiwer over its test hypotheses
+    # agrees with the project's own WER
+    assert set(ours["val_wer_by_decoder"]) == {"ctc_greedy", "attention_greedy"}
+    assert ours["decoder"] == min(ours["val_wer_by_decoder"], key=ours["val_wer_by_decoder"].get)
+    assert ours["wer"] == ours["test_wer_by_decoder"][ours["decoder"]]
+    assert ours["wer"] == pytest.approx(ours["wer_avsr_metric"], abs=1e-6)
+    assert (out / "ours" / "val_decode" / "wer.json").is_file()
     assert 0 <= theirs["wer"] <= 1.0
     hyps = real_speech.read_hyps(out / "pocketsphinx_hyps.tsv")
     assert len(hyps) == 1
