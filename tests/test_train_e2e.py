@@ -20,8 +20,10 @@ CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
 # word-level recipes (LRW data, no decoder: tiny_overrides do not apply) run in tests/test_lrw.py
 WORD_RECIPES = ("lrw_", "synth_words")
+# real-speech recipes (Asterisk prompts, not the synthetic layout) run in tests/test_asterisk.py
+REAL_SPEECH_RECIPES = ("real_",)
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml")
-                     if not p.stem.startswith(PAPER_RECIPES + WORD_RECIPES))
+                     if not p.stem.startswith(PAPER_RECIPES + WORD_RECIPES + REAL_SPEECH_RECIPES))
 
 
 def _cfg(root: Path, out: Path, *extra: str):
