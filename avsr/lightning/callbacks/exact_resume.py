@@ -60,9 +60,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class ExactResume(pl.Callback):
     """Save every rank's RNG states and the train loader state; restore both at train start.
 
-    Exact with ``num_workers=0`` (augmentation runs in the training process). With DataLoader
-    workers the batches and their order still resume exactly (sampler state), but the
-    workers' own RNG streams restart.
+    Exact with ``num_workers=0`` (augmentation runs in the training process) and with DataLoader
+    workers: the batches and their order resume from the sampler state, and each item's
+    augmentation is seeded by its place in the epoch
+    (:class:`~avsr.data.loading.SeededBatchSampler`), not by a worker's RNG stream.
     """
 
     def __init__(self) -> None:
