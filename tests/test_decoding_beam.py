@@ -368,3 +368,19 @@ def test_same_hypotheses_as_espnet_batch_beam_search() -> None:
             theirs = bench._run_espnet(model, data, beam, 0.3)
         assert [h for h, _ in ours] == [h for h, _ in theirs]
         assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-4)
+
+
+@pytest.mark.parametrize("frames", [1, 8, 9, 31, 64])
+@pytest.mark.parametrize("block", [2, 4])
+def test_blocked_log_affine_scan_equals_sequential_recursion(frames: int, block: int) -> None:
+    # lengths around and between block multiples (the last block padded), -inf coefficients
+    g = torch.Generator().manual_seed(frames)
+    a, c = -torch.rand(2, 3, frames, generator=g) * 3, torch.randn(2, 3, frames, generator=g)
+    a[0, 1, frames // 2] = float("-inf")
+    c[1, :, : frames // 3] = float("-inf")
+    y, prev = [], torch.full((2, 3), float("-inf"))
+    for t in range(frames):
+        prev = torch.logaddexp(a[..., t] + prev, c[..., t])
+        y.append(prev)
+    torch.testing.assert_close(log_affine_scan(a, c, block=block), torch.stack(y, -1),
+                               atol=1e-5, rtol=1e-5)

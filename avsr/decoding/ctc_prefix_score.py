@@ -9,8 +9,8 @@ every utterance and every candidate token c, in float32 and without a Python loo
   is the float64 floor, far below any term that can change a float32 score; entries that
   underflow anyway are recomputed by log-sum-exp); c equal to the last token of h uses r^b(h);
 - the forward variables r^n_t(h·c), r^b_t(h·c) of the W hypotheses kept after pruning follow
-  first-order linear recurrences, solved by a log-space parallel prefix scan (Hillis & Steele)
-  in ⌈log2 T⌉ vectorised steps. Only additions of log-probabilities and log-add-exp occur, so
+  first-order linear recurrences, solved by a blocked log-space parallel prefix scan (Hillis &
+  Steele) in O(log T) vectorised steps. Only additions of log-probabilities and log-add-exp occur, so
   the result is exact up to float rounding (no cumulative-sum cancellation).
 
 Semantics follow ESPnet's ``CTCPrefixScoreTH``: frames past an utterance's length emit blank
@@ -32,26 +32,56 @@ __all__ = ["LOGZERO", "CTCPrefixState", "CTCPrefixScorer", "log_affine_scan"]
 LOGZERO = -1e10  # ESPnet's "log zero": finite, so that ψ(h·c) − ψ(h) never becomes NaN
 
 
-def log_affine_scan(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def log_affine_scan(a: torch.Tensor, c: torch.Tensor, block: int = 4) -> torch.Tensor:
     """Solve ``y_t = logaddexp(a_t + y_{t-1}, c_t)`` with ``y_{-1} = -inf`` along the last dim.
 
     A log-space inclusive prefix scan (Hillis & Steele, "Data parallel algorithms", CACM 1986)
     over affine maps ``y ↦ a + y ⊕ c``; two maps compose as ``(a1 + a2, (a2 + c1) ⊕ c2)``.
+    Blocked to cut the work (log-add-exp is most of it): a scan within blocks of ``block``
+    frames, a scan of the blocks' composed maps, then one pass adding each block's carry in:
+    about log2(block) + 1 + log2(T / block) / block passes over T instead of log2(T).
 
     Args:
         a, c: (..., T) log-domain coefficients (-inf allowed, never +inf).
+        block: frames per block (the plain scan for T <= 2 · block).
 
     Returns:
         y (..., T).
     """
     frames = a.shape[-1]
+    if frames <= 2 * block:
+        return _hillis_steele(a, c, need_a=False)[1]
+    pad = -frames % block
+    if pad:  # identity maps (a = 0, c = -inf) after the last frame
+        a = torch.cat([a, a.new_zeros(a.shape[:-1] + (pad,))], dim=-1)
+        c = torch.cat([c, c.new_full(c.shape[:-1] + (pad,), float("-inf"))], dim=-1)
+    # frame t = k · block + j goes to [j, ..., k]: the within-block scan then runs along the
+    # outermost dim, whose slices are long contiguous runs (slices of a last dim of 8 are slow)
+    a = a.unflatten(-1, (-1, block)).movedim(-1, 0).contiguous()
+    c = c.unflatten(-1, (-1, block)).movedim(-1, 0).contiguous()
+    a, c = _hillis_steele(a, c, need_a=True, dim=0)  # each block's maps composed from its start
+    carry = _hillis_steele(a[-1], c[-1], need_a=False)[1]  # y at each block's end
+    before = torch.cat([carry.new_full(carry.shape[:-1] + (1,), float("-inf")),
+                        carry[..., :-1]], dim=-1)
+    y = torch.logaddexp(a + before, c)
+    return y.movedim(0, -1).flatten(-2)[..., :frames]
+
+
+def _hillis_steele(a: torch.Tensor, c: torch.Tensor, need_a: bool, dim: int = -1
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inclusive scan of the maps (a, c) along ``dim``: the maps composed from index 0; the
+    composed ``a`` only if ``need_a`` (else the input's)."""
+    frames = a.shape[dim]
     step = 1
     while step < frames:
-        c = torch.cat([c[..., :step], torch.logaddexp(a[..., step:] + c[..., :-step],
-                                                      c[..., step:])], dim=-1)
-        a = torch.cat([a[..., :step], a[..., step:] + a[..., :-step]], dim=-1)
+        head, tail, prev = (slice(None, step), slice(step, None), slice(None, frames - step))
+        idx = (slice(None),) * (dim % a.dim())
+        c = torch.cat([c[idx + (head,)], torch.logaddexp(a[idx + (tail,)] + c[idx + (prev,)],
+                                                         c[idx + (tail,)])], dim=dim)
+        if need_a or 2 * step < frames:
+            a = torch.cat([a[idx + (head,)], a[idx + (tail,)] + a[idx + (prev,)]], dim=dim)
         step *= 2
-    return c
+    return a, c
 
 
 @dataclass
