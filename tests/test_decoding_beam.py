@@ -368,3 +368,42 @@ def test_same_hypotheses_as_espnet_batch_beam_search() -> None:
             theirs = bench._run_espnet(model, data, beam, 0.3)
         assert [h for h, _ in ours] == [h for h, _ in theirs]
         assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-4)
+
+
+@pytest.mark.parametrize("frames", [1, 8, 9, 31, 64])
+@pytest.mark.parametrize("block", [2, 4])
+def test_blocked_log_affine_scan_equals_sequential_recursion(frames: int, block: int) -> None:
+    # lengths around and between block multiples (the last block padded), -inf coefficients
+    g = torch.Generator().manual_seed(frames)
+    a, c = -torch.rand(2, 3, frames, generator=g) * 3, torch.randn(2, 3, frames, generator=g)
+    a[0, 1, frames // 2] = float("-inf")
+    c[1, :, : frames // 3] = float("-inf")
+    y, prev = [], torch.full((2, 3), float("-inf"))
+    for t in range(frames):
+        prev = torch.logaddexp(a[..., t] + prev, c[..., t])
+        y.append(prev)
+    torch.testing.assert_close(log_affine_scan(a, c, block=block), torch.stack(y, -1),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_candidate_scores_equal_full_scores_with_repeats_and_underflow() -> None:
+    # ψ restricted to the pre-beam candidates: the last token (repeat rule) and a token whose
+    # matrix-product term underflows (exact fallback) among them, over two utterances
+    torch.manual_seed(2)
+    log_probs = torch.log_softmax(torch.randn(2, 9, 6), dim=-1)
+    log_probs[:, :, 3] = -800.0
+    scorer = CTCPrefixScorer(log_probs, torch.tensor([9, 6]), blank_id=BLANK, eos_id=EOS)
+    state = scorer.initial_state(torch.tensor([0, 0, 1, 1]))
+    first = scorer.score(state, None, rows_per_utt=2)
+    candidates = torch.tensor([[1, 3, 4], [4, 5, 1], [3, 5, 1], [1, 4, 3]])
+    part = scorer.score(state, candidates, rows_per_utt=2)
+    assert torch.equal(part.gather(1, candidates), first.gather(1, candidates))
+    tokens = torch.tensor([1, 4, 1, 5])
+    state = scorer.extend(state, torch.arange(4), tokens, first.gather(1, tokens[:, None])[:, 0])
+    full = scorer.score(state, None, rows_per_utt=2)
+    part = scorer.score(state, candidates, rows_per_utt=2)
+    assert torch.equal(part.gather(1, candidates), full.gather(1, candidates))
+    assert (full[:, 3] > -1e9).all() and (full[:, 3] < -700).all()  # underflowed, recomputed
+    others = torch.ones_like(part, dtype=torch.bool).scatter_(1, candidates, False)
+    others[:, EOS] = False
+    assert (part[others] == LOGZERO).all() and torch.equal(part[:, EOS], full[:, EOS])

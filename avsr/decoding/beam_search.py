@@ -239,7 +239,8 @@ class BeamSearch:
                 candidates = None
                 if do_pre_beam:
                     key = weighted if self.pre_beam_score_key == "full" else dec_logp
-                    candidates = key.topk(pre_beam, dim=-1).indices  # (N, S)
+                    # any order: the CTC scores are scattered back by token
+                    candidates = key.topk(pre_beam, dim=-1, sorted=False).indices  # (N, S)
                 psi = ctc.score(ctc_state, candidates, width)  # (N, V)
                 ctc_scores = psi - ctc_state.prefix_score.unsqueeze(1)
                 weighted = weighted + self.ctc_weight * ctc_scores

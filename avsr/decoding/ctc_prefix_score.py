@@ -9,8 +9,8 @@ every utterance and every candidate token c, in float32 and without a Python loo
   is the float64 floor, far below any term that can change a float32 score; entries that
   underflow anyway are recomputed by log-sum-exp); c equal to the last token of h uses r^b(h);
 - the forward variables r^n_t(h·c), r^b_t(h·c) of the W hypotheses kept after pruning follow
-  first-order linear recurrences, solved by a log-space parallel prefix scan (Hillis & Steele)
-  in ⌈log2 T⌉ vectorised steps. Only additions of log-probabilities and log-add-exp occur, so
+  first-order linear recurrences, solved by a blocked log-space parallel prefix scan (Hillis &
+  Steele) in O(log T) vectorised steps. Only additions of log-probabilities and log-add-exp occur, so
   the result is exact up to float rounding (no cumulative-sum cancellation).
 
 Semantics follow ESPnet's ``CTCPrefixScoreTH``: frames past an utterance's length emit blank
@@ -32,26 +32,56 @@ __all__ = ["LOGZERO", "CTCPrefixState", "CTCPrefixScorer", "log_affine_scan"]
 LOGZERO = -1e10  # ESPnet's "log zero": finite, so that ψ(h·c) − ψ(h) never becomes NaN
 
 
-def log_affine_scan(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def log_affine_scan(a: torch.Tensor, c: torch.Tensor, block: int = 4) -> torch.Tensor:
     """Solve ``y_t = logaddexp(a_t + y_{t-1}, c_t)`` with ``y_{-1} = -inf`` along the last dim.
 
     A log-space inclusive prefix scan (Hillis & Steele, "Data parallel algorithms", CACM 1986)
     over affine maps ``y ↦ a + y ⊕ c``; two maps compose as ``(a1 + a2, (a2 + c1) ⊕ c2)``.
+    Blocked to cut the work (log-add-exp is most of it): a scan within blocks of ``block``
+    frames, a scan of the blocks' composed maps, then one pass adding each block's carry in:
+    about log2(block) + 1 + log2(T / block) / block passes over T instead of log2(T).
 
     Args:
         a, c: (..., T) log-domain coefficients (-inf allowed, never +inf).
+        block: frames per block (the plain scan for T <= 2 · block).
 
     Returns:
         y (..., T).
     """
     frames = a.shape[-1]
+    if frames <= 2 * block:
+        return _hillis_steele(a, c, need_a=False)[1]
+    pad = -frames % block
+    if pad:  # identity maps (a = 0, c = -inf) after the last frame
+        a = torch.cat([a, a.new_zeros(a.shape[:-1] + (pad,))], dim=-1)
+        c = torch.cat([c, c.new_full(c.shape[:-1] + (pad,), float("-inf"))], dim=-1)
+    # frame t = k · block + j goes to [j, ..., k]: the within-block scan then runs along the
+    # outermost dim, whose slices are long contiguous runs (slices of a last dim of 8 are slow)
+    a = a.unflatten(-1, (-1, block)).movedim(-1, 0).contiguous()
+    c = c.unflatten(-1, (-1, block)).movedim(-1, 0).contiguous()
+    a, c = _hillis_steele(a, c, need_a=True, dim=0)  # each block's maps composed from its start
+    carry = _hillis_steele(a[-1], c[-1], need_a=False)[1]  # y at each block's end
+    before = torch.cat([carry.new_full(carry.shape[:-1] + (1,), float("-inf")),
+                        carry[..., :-1]], dim=-1)
+    y = torch.logaddexp(a + before, c)
+    return y.movedim(0, -1).flatten(-2)[..., :frames]
+
+
+def _hillis_steele(a: torch.Tensor, c: torch.Tensor, need_a: bool, dim: int = -1
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inclusive scan of the maps (a, c) along ``dim``: the maps composed from index 0; the
+    composed ``a`` only if ``need_a`` (else the input's)."""
+    frames = a.shape[dim]
     step = 1
     while step < frames:
-        c = torch.cat([c[..., :step], torch.logaddexp(a[..., step:] + c[..., :-step],
-                                                      c[..., step:])], dim=-1)
-        a = torch.cat([a[..., :step], a[..., step:] + a[..., :-step]], dim=-1)
+        head, tail, prev = (slice(None, step), slice(step, None), slice(None, frames - step))
+        idx = (slice(None),) * (dim % a.dim())
+        c = torch.cat([c[idx + (head,)], torch.logaddexp(a[idx + (tail,)] + c[idx + (prev,)],
+                                                         c[idx + (tail,)])], dim=dim)
+        if need_a or 2 * step < frames:
+            a = torch.cat([a[idx + (head,)], a[idx + (tail,)] + a[idx + (prev,)]], dim=dim)
         step *= 2
-    return c
+    return a, c
 
 
 @dataclass
@@ -99,12 +129,17 @@ class CTCPrefixScorer:
         if lengths.shape != log_probs.shape[:1]:
             raise ValueError(f"lengths must be ({log_probs.shape[0]},), "
                              f"got shape {tuple(lengths.shape)}")
-        x = log_probs.float().transpose(1, 2).clone()  # (B, V, T)
+        # (B, V, T) contiguous: the steps read rows x[b, c] (clone alone would keep the
+        # transposed strides, and every such read would stride over V)
+        x = log_probs.float().transpose(1, 2).contiguous(memory_format=torch.contiguous_format)
+        if x.data_ptr() == log_probs.data_ptr():
+            x = x.clone()
         pad = make_pad_mask(lengths, x.shape[-1]).unsqueeze(1)  # (B, 1, T)
         # past the end every path stays in blank with probability 1 (as ESPnet pads)
         x.masked_fill_(pad, float("-inf"))
         x[:, blank_id].masked_fill_(pad.squeeze(1), 0.0)
         self.x = x
+        self.x_blank = x[:, blank_id].contiguous()  # (B, T)
         # probabilities for the matrix-product form of ψ (float64: see the module docstring)
         self.p = x.double().exp().transpose(1, 2).contiguous()  # (B, T, V)
         self.end_frame = (lengths.to(x.device) - 1).clamp_min(0)
@@ -115,7 +150,7 @@ class CTCPrefixScorer:
 
     def initial_state(self, utt: torch.Tensor) -> CTCPrefixState:
         """State of the empty prefix (sos only) for hypotheses of utterances ``utt`` (N,)."""
-        blank = self.x[utt, self.blank_id]  # (N, T)
+        blank = self.x_blank.index_select(0, utt)  # (N, T)
         r_blank = blank.cumsum(-1)
         r_nonblank = torch.full_like(r_blank, float("-inf"))
         zeros = torch.zeros(len(utt), device=blank.device)
@@ -144,14 +179,16 @@ class CTCPrefixScorer:
         if n % rows_per_utt:
             raise ValueError(f"{n} hypotheses are not {rows_per_utt} per utterance")
         r_sum = torch.logaddexp(state.r_nonblank, state.r_blank)  # (N, T)
-        psi = self._psi_all(state, r_sum, rows_per_utt)  # (N, V)
+        psi = self._psi(state, r_sum, rows_per_utt, candidates)  # (N, S) or (N, V)
         if state.length == 0:  # the empty prefix may also emit c at frame 0
-            psi = torch.logaddexp(psi, self.x[state.utt, :, 0])
+            first = self.x[state.utt, :, 0]
+            psi = torch.logaddexp(psi, first if candidates is None
+                                  else first.gather(1, candidates))
         if candidates is None:
             out = psi.clamp_min(LOGZERO)
         else:
             out = psi.new_full((n, self.vocab_size), LOGZERO)
-            out.scatter_(1, candidates, psi.gather(1, candidates).clamp_min(LOGZERO))
+            out.scatter_(1, candidates, psi.clamp_min(LOGZERO))
         end = self.end_frame[state.utt].unsqueeze(1)
         eos = r_sum.gather(1, end).squeeze(1)
         eos = eos.masked_fill(self.empty[state.utt] & (state.length > 0), float("-inf"))
@@ -159,36 +196,42 @@ class CTCPrefixScorer:
         out[:, self.blank_id] = LOGZERO
         return out
 
-    def _psi_all(self, state: CTCPrefixState, r_sum: torch.Tensor, rows_per_utt: int
-                  ) -> torch.Tensor:
-        """log Σ_{t >= start} φ_{t-1}(h, c) p_t(c) for every token c: (N, V)."""
+    def _psi(self, state: CTCPrefixState, r_sum: torch.Tensor, rows_per_utt: int,
+             candidates: torch.Tensor | None) -> torch.Tensor:
+        """log Σ_{t >= start} φ_{t-1}(h, c) p_t(c) for the candidates c (N, S), or every token
+        (N, V). The matrix product covers all V (cheaper than gathering p for S of them); the
+        logarithms, the repeated-token and underflow corrections only the candidates."""
         n, frames = r_sum.shape
         start = self._phi_start(state)
+        width = self.vocab_size if candidates is None else candidates.shape[1]
         if start >= frames:
-            return r_sum.new_full((n, self.vocab_size), float("-inf"))
+            return r_sum.new_full((n, width), float("-inf"))
         phi = r_sum[:, start - 1:frames - 1]  # (N, T') φ_{t-1}(h), t >= start
         peak = phi.amax(dim=1, keepdim=True)  # (N, 1)
         alive = torch.isfinite(peak)  # False: h itself is impossible, ψ = -inf
         peak = peak.masked_fill(~alive, 0.0)
         scaled = (phi - peak).double().exp().view(-1, rows_per_utt, frames - start)
         utt = state.utt.view(-1, rows_per_utt)[:, 0]
-        total = torch.bmm(scaled, self.p[utt, start:])  # (N / W, W, V) float64
-        psi = (total.log() + peak.double().view(-1, rows_per_utt, 1)).view(n, -1)
+        total = torch.bmm(scaled, self.p[utt, start:]).view(n, -1)  # (N, V) float64
+        if candidates is None:
+            cols = torch.arange(width, device=r_sum.device).expand(n, width)
+        else:
+            cols, total = candidates, total.gather(1, candidates)
+        psi = (total.log() + peak.double()).float()
         # c equal to the last token of h: φ = r^b(h) (a blank must separate the repeat)
-        last = state.last.clamp_min(0)
-        x_last = self.x[state.utt, last, start:]  # (N, T')
+        x_last = self.x.view(-1, frames).index_select(
+            0, state.utt * self.vocab_size + state.last.clamp_min(0))[:, start:]  # (N, T')
         repeat = torch.logsumexp(state.r_blank[:, start - 1:frames - 1] + x_last, dim=-1)
-        psi = psi.float()
-        has_last = state.last >= 0
-        psi[has_last, last[has_last]] = repeat[has_last]
+        is_last = cols == state.last.unsqueeze(1)  # never for the empty prefix (last -1)
+        psi = torch.where(is_last, repeat.unsqueeze(1), psi)
         # float64 underflow (a term exp(-708) below h's own peak): recompute exactly
-        lost = (total.view(n, -1) < 1e-290) & alive
+        lost = (total < 1e-290) & alive
         if bool(lost.any()):
-            rows, cols = lost.nonzero(as_tuple=True)
-            x_c = self.x[state.utt[rows], cols, start:]
+            rows, k = lost.nonzero(as_tuple=True)
+            c = cols[rows, k]
+            x_c = self.x[state.utt[rows], c, start:]
             exact = torch.logsumexp(phi[rows] + x_c, dim=-1)
-            repeated = cols == state.last[rows]
-            psi[rows, cols] = torch.where(repeated, psi[rows, cols], exact)
+            psi[rows, k] = torch.where(is_last[rows, k], psi[rows, k], exact)
         return psi
 
     def extend(self, state: CTCPrefixState, parent: torch.Tensor, tokens: torch.Tensor,
@@ -209,8 +252,9 @@ class CTCPrefixScorer:
         r_b = state.r_blank.index_select(0, parent)
         last = state.last.index_select(0, parent)
         phi = torch.where((tokens == last).unsqueeze(1), r_b, torch.logaddexp(r_nb, r_b))
-        x_c = self.x[utt, tokens]  # (N', T)
-        x_blank = self.x[utt, self.blank_id]
+        x_c = self.x.view(-1, self.x.shape[-1]).index_select(
+            0, utt * self.vocab_size + tokens)  # (N', T)
+        x_blank = self.x_blank.index_select(0, utt)
         neg_inf = x_c.new_full((len(tokens), 1), float("-inf"))
         # r^n_t = p_t(c) (r^n_{t-1} + φ_{t-1}); at t = 0 only the empty prefix can emit c
         first = x_c[:, :1] if state.length == 0 else neg_inf

@@ -176,7 +176,15 @@ class TransformerDecoderLayer(nn.Module):
         # beam search: W = rows / groups consecutive hypotheses share one utterance's memory;
         # their one-token queries attend together, so the memory is never copied W times
         q = q.squeeze(2).unflatten(0, (groups, rows // groups)).transpose(1, 2)  # (G, H, W, Dh)
-        out = self.encoder_attn.attend(q, cross_k, cross_v, cross_mask)  # (G, W, D)
+        if self.training:
+            return self.encoder_attn.attend(q, cross_k, cross_v, cross_mask).flatten(0, 1)[:, None]
+        # as attend's matmul softmax, with the scale on q and the mask added in place: the
+        # (G, H, W, T) scores are the large tensor here, touched once less each
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, cross_k.transpose(-2, -1)).float()
+        scores += torch.zeros_like(cross_mask, dtype=scores.dtype).masked_fill_(
+            ~cross_mask, float("-inf"))
+        out = torch.matmul(scores.softmax(dim=-1).to(cross_v.dtype), cross_v)  # (G, H, W, Dh)
+        out = self.encoder_attn.out_proj(out.transpose(1, 2).flatten(2))  # (G, W, D)
         return out.flatten(0, 1).unsqueeze(1)
 
 
