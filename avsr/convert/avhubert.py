@@ -70,6 +70,8 @@ def _rules() -> list[Rule]:
 def _decoder_rules() -> list[Rule]:
     return [
         Rule(r"decoder\.embed_positions\._float_tensor", None, _PLACEHOLDER),
+        # fairseq's upgrade_state_dict may add a version marker to a decoder's keys
+        Rule(r"decoder\.version", None, "fairseq state-dict version marker"),
         Rule(r"decoder\.(embed_tokens\.weight|output_projection\.weight|layer_norm\..+"
              r"|layers\.\d+\..+)", r"decoder.\1"),
     ]
