@@ -99,7 +99,8 @@ def run(model: torch.nn.Module, head: ClusterHead | None, video: torch.Tensor,
             "extract_features_final": enc, "lengths": enc_lengths, "cluster_logits": logits}
 
 
-# fixture key -> (time axis in the fixture's batched tensor, transpose (B, D, T) to (B, T, D))
+# fixture keys before the encoder -> whether the fixture holds them as (B, D, T) (AV-HuBERT's
+# front-end layout) rather than (B, T, D)
 FRONT = {"video_resnet_out": True, "feature_extractor_video_out": True,
          "feature_extractor_audio_out": True, "fused_features_layer_norm": False,
          "post_extract_proj_out": False, "extract_features_final": False}
@@ -108,7 +109,7 @@ FRONT = {"video_resnet_out": True, "feature_extractor_video_out": True,
 def expected_item(outputs: dict, key: str, i: int, n: int) -> torch.Tensor:
     """The fixture's batched output of item i on its n valid frames, in avsr's layout."""
     ref = outputs[key]
-    if key in ("encoder_layer_out",):
+    if key == "encoder_layer_out":
         return ref[:, i, :n]
     if key == "cluster_logits":
         return ref[0, i, :n]
