@@ -216,13 +216,24 @@ def test_avhubert_pretrained_and_finetuned(tmp_path: Path) -> None:
 
     finetuned = {f"encoder.w2v_model.{k}": v for k, v in source.items()
                  if k not in ("mask_emb", "final_proj.weight")}
-    finetuned["decoder.embed_tokens.weight"] = torch.zeros(12, 32)
+    finetuned["decoder.embed_tokens.weight"] = torch.randn(12, 32)
     finetuned["decoder.embed_positions._float_tensor"] = torch.zeros(1)
-    with pytest.raises(CheckpointImportError, match=r"decoder\.embed_tokens\.weight"):
+    finetuned["decoder.version"] = torch.tensor([3.0])
+    # the decoder is imported (tests/test_avhubert_parity.py proves it against AV-HuBERT's
+    # code): a checkpoint that lacks some of its layers is refused unless they may stay
+    with pytest.raises(CheckpointImportError, match=r"decoder\.layers\.0\.fc1\.weight"):
         import_checkpoint(model, "avhubert", {"model": finetuned})
     report = import_checkpoint(model, "avhubert", {"model": finetuned}, keep_init=["decoder.",
                                                                                   "ctc."])
-    assert "position layout" in report.dropped["decoder.embed_tokens.weight"]
+    assert "placeholder" in report.dropped["decoder.embed_positions._float_tensor"]
+    assert "version marker" in report.dropped["decoder.version"]
+    # the tied output layer is the embedding
+    torch.testing.assert_close(model.decoder.output_projection.weight,
+                               finetuned["decoder.embed_tokens.weight"])
+    report = import_checkpoint(model, "avhubert", {"model": finetuned}, keep_init=["decoder.",
+                                                                                  "ctc."],
+                               decoder=False)
+    assert "decoder=False" in report.dropped["decoder.embed_tokens.weight"]
 
 
 # ---------------------------------------------------------------------------- wav2vec 2.0

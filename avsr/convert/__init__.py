@@ -83,9 +83,9 @@ def import_checkpoint(model: nn.Module, format: str, path: str | Path | Mapping[
         format: ``"auto_avsr"``, ``"usr"``, ``"avhubert"`` or ``"wav2vec2"``.
         path: checkpoint file, or an already loaded checkpoint / state dict.
         keep_init: prefixes of model keys allowed to stay at their initialisation.
-        **options: format options (USR: ``heads``, ``ema``; wav2vec2: ``flavour``, ``prefix``,
-            ``config``; with no ``keep_init`` it keeps everything outside the wav2vec 2.0
-            body at its initialisation).
+        **options: format options (USR: ``heads``, ``ema``; AV-HuBERT: ``decoder``;
+            wav2vec2: ``flavour``, ``prefix``, ``config``; with no ``keep_init`` it keeps
+            everything outside the wav2vec 2.0 body at its initialisation).
 
     Returns:
         The :class:`ImportReport`.
@@ -108,6 +108,10 @@ def import_checkpoint(model: nn.Module, format: str, path: str | Path | Mapping[
         keep_init = default_keep_init(list(model.state_dict()),
                                       options.get("prefix", "audio_frontend."))
     mapped, dropped, meta = convert_state_dict(format, checkpoint, source, **options)
+    if format == "avhubert":
+        from avsr.convert.avhubert import check_decoder
+
+        check_decoder(model, mapped, source)
     report = load_mapped(model, mapped, source, dropped, keep_init)
     report.meta = meta
     return report

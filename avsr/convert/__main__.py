@@ -56,6 +56,10 @@ def convert_file(format: str, src: str | Path, dst: str | Path, overrides: list[
 
         keep_init = default_keep_init(list(model.state_dict()),
                                       options.get("prefix", "audio_frontend."))
+    if format == "avhubert":
+        from avsr.convert.avhubert import check_decoder
+
+        check_decoder(model, mapped, source)
     report = load_mapped(model, mapped, source, dropped, keep_init or ())
     summary = {"source": str(src), "format": format, "options": options,
                "loaded": len(report.loaded), "dropped": report.dropped,
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ema", action="store_true", help="usr: import the EMA teacher")
     parser.add_argument("--prefix", default=None, help="wav2vec2: the front-end's key prefix")
     parser.add_argument("--flavour", default=None, help="wav2vec2: fairseq|huggingface|torchaudio")
+    parser.add_argument("--no-decoder", action="store_true",
+                        help="avhubert: leave a fine-tuned checkpoint's decoder out")
     args = parser.parse_intermixed_args(argv)
     options = {}
     if args.format == "usr":
@@ -95,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.format == "wav2vec2":
         options = {k: v for k, v in (("prefix", args.prefix), ("flavour", args.flavour))
                    if v is not None}
-    elif args.heads or args.ema or args.prefix or args.flavour:
+    elif args.format == "avhubert" and args.no_decoder:
+        options = {"decoder": False}
+    if args.format != "avhubert" and args.no_decoder:
+        parser.error(f"--no-decoder does not apply to {args.format}")
+    if args.format not in ("usr", "wav2vec2") and (args.heads or args.ema or args.prefix
+                                                   or args.flavour):
         parser.error(f"--heads/--ema/--prefix/--flavour do not apply to {args.format}")
     convert_file(args.format, args.src, args.dst, args.overrides, args.keep_init, **options)
 

@@ -192,7 +192,7 @@ class TransformerDecoder(TokenSequenceModel):
     """Attention decoder of the hybrid CTC/attention model (Watanabe et al., "Hybrid
     CTC/Attention Architecture for End-to-End Speech Recognition", IEEE JSTSP 2017).
 
-    Token embedding scaled by √D plus sinusoidal positions, pre-LN layers, final LayerNorm,
+    Token embedding (scaled by √D) plus sinusoidal positions, pre-LN layers, final LayerNorm,
     output projection to the vocabulary (fairseq names: ``embed_tokens``, ``layers``,
     ``layer_norm``, ``output_projection``).
 
@@ -210,6 +210,9 @@ class TransformerDecoder(TokenSequenceModel):
         activation: FFN activation.
         tie_embeddings: share the output projection with the token embedding.
         layer_norm_eps: LayerNorm epsilon (ESPnet, hence auto_avsr / USR: 1e-12).
+        scale_embedding, positions, first_position: token embedding scaling by √D and the
+            sinusoid table (:meth:`TokenSequenceModel.build_input`); AV-HuBERT's fairseq
+            decoder: ``False``, ``"fairseq"``, 2.
     """
 
     def __init__(
@@ -223,9 +226,13 @@ class TransformerDecoder(TokenSequenceModel):
         activation: str = "relu",
         tie_embeddings: bool = False,
         layer_norm_eps: float = 1e-5,
+        scale_embedding: bool = True,
+        positions: str = "interleaved",
+        first_position: int = 0,
     ) -> None:
         super().__init__()
-        self.build_input(vocab_size, d_model, dropout)
+        self.build_input(vocab_size, d_model, dropout, scale_embedding, positions,
+                         first_position)
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation,
                                     layer_norm_eps)

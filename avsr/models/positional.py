@@ -11,22 +11,36 @@ from avsr.models.utils import check_shape
 
 __all__ = [
     "sinusoidal_table", "SinusoidalPositionalEncoding", "ConvPositionalEncoding",
-    "RelPositionalEncoding",
+    "RelPositionalEncoding", "SINUSOID_LAYOUTS",
 ]
 
+SINUSOID_LAYOUTS = ("interleaved", "fairseq")
 
-def sinusoidal_table(length: int, dim: int, offset: int = 0) -> torch.Tensor:
+
+def sinusoidal_table(length: int, dim: int, offset: int = 0, layout: str = "interleaved"
+                     ) -> torch.Tensor:
     """Sinusoid table of Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
 
     Args:
         length: number of positions.
         dim: model dimension (even).
         offset: first position.
+        layout: ``"interleaved"`` (ESPnet, avsr): ``sin`` in even and ``cos`` in odd
+            channels, frequencies ``10000^(-2i / dim)``; ``"fairseq"`` (fairseq's
+            ``SinusoidalPositionalEmbedding``, AV-HuBERT's decoder): ``sin`` in the first and
+            ``cos`` in the second half, frequencies ``10000^(-i / (dim / 2 - 1))``.
 
     Returns:
-        (length, dim) float32: ``sin`` in even and ``cos`` in odd channels.
+        (length, dim) float32.
     """
+    if layout not in SINUSOID_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
     position = torch.arange(offset, offset + length, dtype=torch.float32).unsqueeze(1)
+    if layout == "fairseq":
+        half = dim // 2
+        freq = torch.exp(torch.arange(half, dtype=torch.float32)
+                         * -(math.log(10000.0) / (half - 1)))
+        return torch.cat([torch.sin(position * freq), torch.cos(position * freq)], dim=1)
     div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(length, dim)
     table[:, 0::2] = torch.sin(position * div)
@@ -35,7 +49,7 @@ def sinusoidal_table(length: int, dim: int, offset: int = 0) -> torch.Tensor:
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Adds fixed sinusoids: ``x * scale + PE[offset : offset + T]``.
+    """Adds fixed sinusoids: ``x * scale + PE[first + offset : first + offset + T]``.
 
     The first ``max_len`` rows are a non-persistent buffer (nothing enters the state dict);
     longer inputs get a table computed on the fly (the buffer never changes shape).
@@ -44,22 +58,30 @@ class SinusoidalPositionalEncoding(nn.Module):
         d_model: model dimension D.
         scale: multiplier of the input (√D for token embeddings, 1 for features).
         max_len: rows kept in the buffer (2048 frames = 82 s at 25 Hz).
+        layout: channel layout of the table (:func:`sinusoidal_table`).
+        first_position: position of the first step (fairseq numbers token positions from
+            ``padding_idx + 1``: 2 with its default dictionary).
     """
 
-    def __init__(self, d_model: int, scale: float = 1.0, max_len: int = 2048) -> None:
+    def __init__(self, d_model: int, scale: float = 1.0, max_len: int = 2048,
+                 layout: str = "interleaved", first_position: int = 0) -> None:
         super().__init__()
         self.d_model = d_model
         self.scale = scale
-        self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)
+        self.layout = layout
+        self.first_position = first_position
+        self.register_buffer("pe", sinusoidal_table(max_len, d_model, first_position, layout),
+                             persistent=False)
 
     def table(self, end: int) -> torch.Tensor:
         """The first ``end`` rows (end, D) of the table."""
         if end > self.pe.shape[0]:
-            return sinusoidal_table(end, self.d_model).to(self.pe.device)
+            return sinusoidal_table(end, self.d_model, self.first_position,
+                                    self.layout).to(self.pe.device)
         return self.pe[:end]
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """Args: x (B, T, D); offset: index of the first position. Returns (B, T, D)."""
+        """Args: x (B, T, D); offset: index of the first step. Returns (B, T, D)."""
         check_shape("x", x, 3, "(B, T, D)")
         pe = self.table(offset + x.shape[1])[offset:].to(x.dtype)
         return (x * self.scale if self.scale != 1.0 else x) + pe

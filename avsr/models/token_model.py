@@ -13,7 +13,7 @@ __all__ = ["TokenSequenceModel"]
 
 
 class TokenSequenceModel(nn.Module):
-    """Base of the token models: embedding scaled by √D plus sinusoidal positions, dropout;
+    """Base of the token models: embedding (scaled by √D) plus sinusoidal positions, dropout;
     final LayerNorm and output projection, optionally tied to the embedding.
 
     Attribute names are fairseq's (``embed_tokens``, ``embed_positions``, ``layer_norm``,
@@ -25,13 +25,23 @@ class TokenSequenceModel(nn.Module):
     vocab_size: int
     d_model: int
 
-    def build_input(self, vocab_size: int, d_model: int, dropout: float) -> None:
-        """Create ``embed_tokens`` (normal, std D^-½), ``embed_positions`` and ``dropout``."""
+    def build_input(self, vocab_size: int, d_model: int, dropout: float,
+                    scale_embedding: bool = True, positions: str = "interleaved",
+                    first_position: int = 0) -> None:
+        """Create ``embed_tokens`` (normal, std D^-½), ``embed_positions`` and ``dropout``.
+
+        ``scale_embedding`` multiplies the embedding by √D; ``positions`` and
+        ``first_position`` are the sinusoid table's layout and first position
+        (:class:`~avsr.models.positional.SinusoidalPositionalEncoding`; AV-HuBERT's fairseq
+        decoder: no scaling, ``"fairseq"``, 2).
+        """
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.embed_tokens = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=d_model**-0.5)
-        self.embed_positions = SinusoidalPositionalEncoding(d_model, scale=math.sqrt(d_model))
+        self.embed_positions = SinusoidalPositionalEncoding(
+            d_model, scale=math.sqrt(d_model) if scale_embedding else 1.0, layout=positions,
+            first_position=first_position)
         self.dropout = nn.Dropout(dropout)
 
     def build_output(self, tie_embeddings: bool, layer_norm_eps: float = 1e-5) -> None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from avsr.modalities import SAMPLE_RATE, SAMPLES_PER_FRAME
 from avsr.models.frontends.audio_resnet import whole_frames
-from avsr.models.utils import make_pad_mask
+from avsr.models.utils import check_shape, make_pad_mask
 
 __all__ = ["FilterbankFrontend", "mel_filterbank"]
 
@@ -126,5 +126,24 @@ class FilterbankFrontend(nn.Module):
                 mean = (feats * valid).sum(dim=(1, 2)) / count
                 var = (((feats - mean[:, None, None]) ** 2) * valid).sum(dim=(1, 2)) / count
                 feats = (feats - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
-        return self.proj(feats.to(self.proj.weight.dtype)) * valid.to(self.proj.weight.dtype), \
-            out_lengths
+        return self.project(feats, out_lengths)
+
+    def project(self, features: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear layer alone, on features already stacked and normalised (AV-HuBERT's
+        ``feature_extractor_audio`` input: its data loader computes them).
+
+        Args:
+            features: (B, F, 4 · num_mels) stacked features at 25 Hz.
+            lengths: (B,) valid frames; ``None`` means all F.
+
+        Returns:
+            (B, F, D), zero past each length, and lengths (B,).
+        """
+        check_shape("features", features, 3, f"(B, F, {self.proj.in_features})")
+        batch, frames = features.shape[:2]
+        if lengths is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
+        dtype = self.proj.weight.dtype
+        valid = (~make_pad_mask(lengths, frames)).unsqueeze(-1).to(dtype)  # (B, F, 1)
+        return self.proj(features.to(dtype)) * valid, lengths
