@@ -137,8 +137,9 @@ def test_ctc_beam_is_a_decoder_of_evaluate() -> None:
     for token, frames in ((1, [1, 2]), (2, [4]), (2, [6, 7])):
         lp[:, frames, 0] = -30.0
         lp[:, frames, token] = 0.0
-    model = SimpleNamespace(encode_modality=lambda *a, **k: (torch.zeros(2, 9, 3), torch.tensor([9, 9])),
-                            ctc=lambda enc: lp.log_softmax(-1))
+    model = SimpleNamespace(
+        encode_modality=lambda *a, **k: (torch.zeros(2, 9, 3), torch.tensor([9, 9])),
+        ctc=lambda enc: lp.log_softmax(-1))
     words = {1: "A", 2: "B"}
     tokenizer = SimpleNamespace(blank_id=0, sos_id=3, eos_id=3,
                                 decode=lambda ids: " ".join(words[i] for i in ids))
