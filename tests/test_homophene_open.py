@@ -117,3 +117,26 @@ def test_reference_word_outside_the_lexicon_is_an_error():
     prior = BigramPrior([("THE", "DOG")], LEXICON)
     with pytest.raises(ValueError, match="CAT"):
         open_homophene_floor([("THE", "CAT")], LEXICON, prior)
+
+
+def test_pronunciation_variants_and_rendered_observations():
+    # THE said two ways; the rendered (in-sentence) classes are what the oracle sees
+    pairs = [*LEXICON.items(), ("THE", ("TH", "EE"))]
+    prior = BigramPrior([("THE", "DOG")], LEXICON)
+    rendered = [("TH", "EE", "TDNL", "OH", "KG")]
+    floor = open_homophene_floor([("THE", "DOG")], pairs, prior, observations=rendered)
+    assert (floor.errors, floor.ambiguous) == (0.0, 0)
+    # without the variant nothing looks like it
+    with pytest.raises(ValueError, match="'THE DOG' looks like no word sequence"):
+        open_homophene_floor([("THE", "DOG")], LEXICON, prior, observations=rendered)
+    with pytest.raises(ValueError, match="observations are needed"):
+        open_homophene_floor([("THE", "DOG")], pairs, prior)
+
+
+def test_one_sentence_through_two_pronunciation_paths_is_one_answer():
+    # "X Y" fits a b c as a + bc and as ab + c at the same cost: one answer, not a tie
+    pairs = [("X", ("a",)), ("X", ("a", "b")), ("Y", ("b", "c")), ("Y", ("c",))]
+    prior = BigramPrior([("X", "Y")], "XY")
+    assert lattice_oracle(("a", "b", "c"), pairs, prior)[1] == [("X", "Y")]
+    floor = open_homophene_floor([("X", "Y")], pairs, prior, observations=[("a", "b", "c")])
+    assert (floor.errors, floor.ambiguous) == (0.0, 0)

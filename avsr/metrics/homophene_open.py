@@ -90,9 +90,15 @@ class BigramPrior:
         return sum(math.log(self.prob(w, v)) for v, w in zip(padded, padded[1:]))
 
 
-def lattice_oracle(observation: Sequence[Hashable], lexicon: Mapping[str, Sequence[Hashable]],
-                   prior: BigramPrior, *, tol: float = 1e-9, max_answers: int = 1000
-                   ) -> tuple[float, list[Words]]:
+Lexicon = Mapping[str, Sequence[Hashable]] | Iterable[tuple[str, Sequence[Hashable]]]
+
+
+def _pairs(lexicon: Lexicon) -> list[tuple[str, Sequence[Hashable]]]:
+    return list(lexicon.items() if isinstance(lexicon, Mapping) else lexicon)
+
+
+def lattice_oracle(observation: Sequence[Hashable], lexicon: Lexicon, prior: BigramPrior, *,
+                   tol: float = 1e-9, max_answers: int = 1000) -> tuple[float, list[Words]]:
     """The most probable word sequences that look like ``observation``.
 
     A word may start where the observation's next symbol starts, or one symbol earlier when
@@ -104,7 +110,9 @@ def lattice_oracle(observation: Sequence[Hashable], lexicon: Mapping[str, Sequen
     Args:
         observation: merged viseme-class sequence (:func:`~avsr.metrics.homophene.
             merge_repeats` of the utterance's classes).
-        lexicon: word -> its viseme classes; every word must be in ``prior.vocabulary``.
+        lexicon: word -> its viseme classes, or ``(word, classes)`` pairs where a word has
+            several pronunciations (the oracle takes whichever fits); every word must be in
+            ``prior.vocabulary``.
         prior: the text distribution.
         tol: costs (negative log-probabilities) within ``tol`` of the best tie.
         max_answers: at most this many tied answers are listed.
@@ -116,9 +124,9 @@ def lattice_oracle(observation: Sequence[Hashable], lexicon: Mapping[str, Sequen
     obs = tuple(observation)
     n = len(obs)
     by_look: dict[tuple, list[str]] = defaultdict(list)
-    for word, classes in lexicon.items():
+    for word, classes in _pairs(lexicon):
         look = merge_repeats(classes)
-        if look:
+        if look and word not in by_look[look]:
             by_look[look].append(word)
     lengths = sorted({len(k) for k in by_look})
     cost_cache: dict[tuple[str, str], float] = {}
@@ -138,7 +146,7 @@ def lattice_oracle(observation: Sequence[Hashable], lexicon: Mapping[str, Sequen
         if held is None or c < held[0] - tol:
             best[j][word] = (c, [back])
             return True
-        if c <= held[0] + tol:
+        if c <= held[0] + tol and back not in held[1]:
             held[1].append(back)
         return False
 
@@ -184,31 +192,42 @@ def lattice_oracle(observation: Sequence[Hashable], lexicon: Mapping[str, Sequen
     for prev, c in finals.items():
         if c <= top + tol:
             backtrack(n, prev, ())
-    return -top, answers
+    # two pronunciations of one word can fit different spans: one sentence, two paths
+    return -top, list(dict.fromkeys(answers))
 
 
-def open_homophene_floor(references: Sequence[Sequence[str]],
-                         lexicon: Mapping[str, Sequence[Hashable]],
-                         prior: BigramPrior, **kwargs) -> HomopheneFloor:
+def open_homophene_floor(references: Sequence[Sequence[str]], lexicon: Lexicon,
+                         prior: BigramPrior,
+                         observations: Sequence[Sequence[Hashable]] | None = None,
+                         **kwargs) -> HomopheneFloor:
     """Expected word errors of :func:`lattice_oracle` reading each reference's visemes.
 
     Args:
-        references: reference word sequences; every word must be in ``lexicon``.
-        lexicon: word -> viseme classes (the reference is observed through it).
+        references: reference word sequences.
+        lexicon: as :func:`lattice_oracle`.
         prior: the text distribution (e.g. counted from the training transcripts).
+        observations: each reference's viseme classes as rendered (merged here); default:
+            the reference seen through ``lexicon``, which must then be a mapping.
         **kwargs: passed to :func:`lattice_oracle`.
 
     Raises:
-        ValueError: a reference word is not in the lexicon.
+        ValueError: a reference word is not in the lexicon (default observations), or no word
+            sequence looks like a reference.
     """
-    errors, words, ambiguous = 0.0, 0, 0
-    for ref in references:
-        ref = tuple(ref)
-        missing = [w for w in ref if w not in lexicon]
+    if observations is None:
+        if not isinstance(lexicon, Mapping):
+            raise ValueError("observations are needed with a lexicon of (word, classes) pairs")
+        missing = sorted({w for ref in references for w in ref if w not in lexicon})
         if missing:
             raise ValueError(f"reference words {missing} are not in the lexicon")
-        _, hyps = lattice_oracle(merge_repeats(c for w in ref for c in lexicon[w]), lexicon,
-                                 prior, **kwargs)
+        observations = [[c for w in ref for c in lexicon[w]] for ref in references]
+    lexicon = _pairs(lexicon)
+    errors, words, ambiguous = 0.0, 0, 0
+    for ref, seen in zip(references, observations, strict=True):
+        ref = tuple(ref)
+        _, hyps = lattice_oracle(merge_repeats(seen), lexicon, prior, **kwargs)
+        if not hyps:
+            raise ValueError(f"reference {' '.join(ref)!r} looks like no word sequence")
         errors += sum(edit_distance(ref, h) for h in hyps) / len(hyps)
         words += len(ref)
         ambiguous += hyps != [ref]
