@@ -6,7 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_DIR ?= logs/synth_grid
 EXPERIMENT ?= synth_grid
-PYTEST_ARGS ?=
+# both cores (pytest-xdist), one test file per worker so file- and session-scoped fixtures
+# are built once per worker
+PYTEST_ARGS ?= -n 2 --dist loadfile
 # Every install resolves from the lock, so a release published tomorrow changes nothing here.
 # requirements/lock.txt: the whole environment of pyproject.toml's dependencies + the dev, ssl
 # and prepare extras, for every platform and Python >= 3.10 (uv's universal resolution); `make lock` remakes it.

@@ -41,7 +41,7 @@ def make_step(task, data, autocast: bool = False):
     def step() -> float:
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         with ctx:
-            loss, _, _ = task._losses(data)
+            loss = task.objective(task.model, data)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -76,7 +76,7 @@ def parts(name: str, steps: int) -> dict[str, float]:
             acc.clear()
             total = dict.fromkeys(total, 0.0)
         t0 = time.perf_counter()
-        loss, _, _ = task._losses(data)
+        loss = task.objective(task.model, data)["loss"]
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()

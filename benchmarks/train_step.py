@@ -48,7 +48,7 @@ def main() -> None:
     times, frames = [], 0
     for i, b in enumerate(batches):
         t = time.perf_counter()
-        loss, _, _ = task._losses(b)
+        loss = task.objective(task.model, b)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

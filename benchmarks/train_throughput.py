@@ -117,7 +117,7 @@ def step_fn(task, opt, data, autocast: torch.dtype | None, device: torch.device)
         ctx = (torch.autocast(device.type, dtype=autocast) if autocast is not None
                else contextlib.nullcontext())
         with ctx:
-            loss, _, _ = task._losses(data)
+            loss = task.objective(task.model, data)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -172,8 +172,11 @@ def test_workers_keep_frame_buffers_instead_of_faulting_them_in_again(
         lrs3_root: Path, tmp_path: Path) -> None:
     faults = {}
     for init in (None, loading.worker_init):
+        # spawned, not forked: a forked worker inherits whatever malloc settings an earlier
+        # test left in this process, which would make the default case look tuned too
         loader = torch.utils.data.DataLoader(_FaultCounter(), batch_size=None, num_workers=1,
-                                             worker_init_fn=init)
+                                             worker_init_fn=init,
+                                             multiprocessing_context="spawn")
         faults[init] = next(iter(loader))
     assert faults[loading.worker_init] * 5 < faults[None], faults
     dm = _dm(lrs3_root, tmp_path, num_workers=1)

@@ -112,7 +112,6 @@ def _loading_paths(tmp_path: Path, run: dict):
             "path": str(p), "format": "weights", "target": "video_frontend",
             "prefix": "model.video_frontend."}]),
         "init (avsr)": lambda p: apply_init(model(), [{"path": str(p), "modules": ["encoder"]}]),
-        "init (usr)": lambda p: apply_init(model(), [{"path": str(p), "format": "usr"}]),
         "decode.lm_ckpt": load_lm_checkpoint,
         "ssl.features": lambda p: list(layer_features(p, [utt], layer=1)),
     }
@@ -134,6 +133,12 @@ def test_importers_read_foreign_pickles_as_inert_stubs(run, evil):
     path, marker = evil
     with pytest.raises(Exception):  # noqa: B017 - not a USR checkpoint; what matters: no code
         import_checkpoint(load_run(run["ckpt"]).model, format="usr", path=str(path))
+    # the same through a run's init list: the released formats read foreign pickles inertly
+    from avsr.checkpoints.weights import apply_init
+
+    with pytest.raises(Exception):  # noqa: B017
+        apply_init(load_run(run["ckpt"]).model, [{"path": str(path), "format": "usr"}])
+    assert not marker.exists()
     loaded = read_checkpoint(path, foreign=True)
     assert type(loaded["payload"]).__name__ == "system"  # an inert record of posix.system
     assert not marker.exists()
@@ -170,7 +175,7 @@ def test_stored_config_cannot_name_a_loader(run, tmp_path):
                               "weights_only": False}, "state_dict": {}}, lm_path)
     for name, load in _loading_paths(tmp_path, run).items():
         if name in ("avsr.average_checkpoints", "avsr.export_frontend", "init (weights)",
-                    "init (avsr)", "init (usr)"):
+                    "init (avsr)"):
             continue  # these read tensors only; nothing of the config is built
         target = lm_path if name == "decode.lm_ckpt" else path
         with pytest.raises(UnsafeConfigError, match="torch.load"):
