@@ -8,11 +8,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from test_data_datamodule import _trainer
 
 import avsr.data.loading as loading
 from avsr.data.corpora import LRS3
-from avsr.data.datamodule import AVDataLoader, AVDataModule, utterance_lengths
+from avsr.data.datamodule import AVDataModule
 from avsr.data.dataset import AVDataset
+from avsr.data.loader import AVDataLoader, utterance_lengths
 from avsr.data.loading import SeededBatchSampler, loader_pin_memory, loader_workers
 from avsr.data.sampler import FrameBudgetBatchSampler
 from avsr.data.transforms import AudioTransform, VideoTransform
@@ -80,13 +82,6 @@ class _Recorder(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
-
-
-def _trainer(tmp_path: Path, **kw) -> pl.Trainer:
-    return pl.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False,
-                      use_distributed_sampler=False, num_sanity_val_steps=0,
-                      limit_val_batches=0, **kw)
 
 
 def test_lightning_resume_with_workers_sees_the_same_augmented_batches(lrs3_root: Path,
