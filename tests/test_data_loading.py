@@ -3,6 +3,8 @@ workers (a real Lightning run), DDP sharding with workers, per-trainer worker de
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -143,15 +145,21 @@ def test_a_loader_without_workers_is_unchanged(lrs3_root: Path, tmp_path: Path) 
     assert isinstance(loader.batch_sampler, FrameBudgetBatchSampler)
 
 
-class _FaultCounter(torch.utils.data.Dataset):
-    """Page faults of the training video transform on a few clip lengths, in the worker."""
+# Page faults of the training video transform on a few clip lengths, counted inside one
+# DataLoader worker forked from a fresh interpreter: a worker forked from this test process
+# would inherit whatever allocator state earlier tests left here.
+_FAULTS = """
+import resource, sys
+import torch
+from avsr.data.loading import worker_init
+from avsr.data.transforms import VideoTransform
 
-    def __len__(self) -> int:
+
+class Faults(torch.utils.data.Dataset):
+    def __len__(self):
         return 1
 
-    def __getitem__(self, index: int) -> int:
-        import resource
-
+    def __getitem__(self, index):
         t = VideoTransform(train=True, crop_size=88)
         videos = [torch.randint(0, 256, (n, 96, 96), dtype=torch.uint8) for n in (40, 75, 90)]
         for v in videos:
@@ -163,17 +171,22 @@ class _FaultCounter(torch.utils.data.Dataset):
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+init = worker_init if sys.argv[1] == "raised" else None
+loader = torch.utils.data.DataLoader(Faults(), batch_size=None, num_workers=1,
+                                     worker_init_fn=init, multiprocessing_context="fork")
+print(next(iter(loader)))
+"""
+
+
 def test_workers_keep_frame_buffers_instead_of_faulting_them_in_again(
         lrs3_root: Path, tmp_path: Path) -> None:
     faults = {}
-    for init in (None, loading.worker_init):
-        # spawned, not forked: a forked worker inherits whatever malloc settings an earlier
-        # test left in this process, which would make the default case look tuned too
-        loader = torch.utils.data.DataLoader(_FaultCounter(), batch_size=None, num_workers=1,
-                                             worker_init_fn=init,
-                                             multiprocessing_context="spawn")
-        faults[init] = next(iter(loader))
-    assert faults[loading.worker_init] * 5 < faults[None], faults
+    for mode in ("default", "raised"):
+        proc = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                              text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        faults[mode] = int(proc.stdout.split()[-1])
+    assert faults["raised"] * 5 < faults["default"], faults
     dm = _dm(lrs3_root, tmp_path, num_workers=1)
     dm.setup("fit")
     assert dm.train_dataloader().worker_init_fn is loading.worker_init
