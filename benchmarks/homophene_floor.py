@@ -9,6 +9,7 @@ sentence that looks the same; the grammar's slots are uniform, so ties are broke
     python benchmarks/homophene_floor.py --refs logs/synth_grid/eval/hyps/video_clean_beam.tsv \\
         --voices voices.json     # speaker id -> espeak voice, for a corpus no longer on disk
     python benchmarks/homophene_floor.py --open --train 300 3000 10000 --test 300
+    python benchmarks/homophene_floor.py --corpus data/synthetic/open --domain open
 
 Prints one JSON: the floor on the references and, per base voice, on the whole grammar (every
 sentence equally likely: the population the test split samples), the homophene groups of each
@@ -181,6 +182,44 @@ def open_floor(args: argparse.Namespace) -> dict:
     return result
 
 
+def corpus_open_floor(root: Path) -> dict:
+    """The open-domain floor of a generated corpus: its own test split, voices and prior.
+
+    The prior is counted from the corpus's training transcripts (``trainval`` minus the
+    validation ids); every test utterance is read in its speaker's base voice.
+    """
+    meta = json.loads((root / "corpus.json").read_text())
+    val = set((root / "val_ids.txt").read_text().split())
+    train = [_transcript(t) for t in sorted((root / "trainval").rglob("*.txt"))
+             if f"trainval/{t.parent.name}/{t.stem}" not in val]
+    refs = references(argparse.Namespace(corpus=str(root)))
+    result: dict = {"domain": "open", "corpus": str(root), "train_sentences": len(train),
+                    "test_sentences": len(refs), "test_words": sum(len(w) for w, _ in refs),
+                    "prior": "interpolated Kneser-Ney bigram of the training transcripts, "
+                             "D=0.75, add-1 continuation unigram over the lexicon",
+                    "corpus_seed": meta["config"].get("seed"), "voices": {}}
+    known = {w for s in train for w in s}
+    result["test_words_unseen_in_train"] = sum(w not in known for ws, _ in refs for w in ws)
+    total = None
+    for base in BASES:
+        mine = [w for w, v in refs if _base(v) == base]
+        if not mine:
+            continue
+        lexicon = said_alone(sorted(w.upper() for w in vocabulary()), base)
+        floor = open_homophene_floor(mine, lexicon, BigramPrior(train, lexicon))
+        total = floor if total is None else total + floor
+        result["voices"][base] = {"references": floor.utterances,
+                                  "floor_wer": round(floor.wer, 3)}
+    result["floor_wer"] = round(total.wer, 3)
+    result["expected_word_errors"] = round(total.errors, 2)
+    result["ambiguous_references"] = total.ambiguous
+    return result
+
+
+def _transcript(txt: Path) -> tuple[str, ...]:
+    return tuple(txt.read_text().splitlines()[0].removeprefix("Text:").split())
+
+
 def observer(lexicon: dict[str, tuple[int, ...]]):
     """Sentence -> merged viseme-class sequence (what a perfect eye on the lips sees)."""
     def observe(words: tuple[str, ...]) -> tuple[int, ...]:
@@ -196,8 +235,7 @@ def references(args: argparse.Namespace) -> list[tuple[tuple[str, ...], str]]:
         voices = {s["id"]: s["voice"]["name"] for spk in meta["speakers"].values() for s in spk}
         refs = []
         for txt in sorted((root / "test").rglob("*.txt")):
-            text = txt.read_text().splitlines()[0].removeprefix("Text:").split()
-            refs.append((tuple(text), voices[txt.parent.name]))
+            refs.append((_transcript(txt), voices[txt.parent.name]))
         return refs
     voices = json.loads(Path(args.voices).read_text())
     with open(args.refs, newline="") as f:
@@ -208,10 +246,13 @@ def references(args: argparse.Namespace) -> list[tuple[tuple[str, ...], str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--corpus", help="synthetic GRID corpus root (its test split)")
+    src.add_argument("--corpus", help="synthetic corpus root (its test split; --domain)")
     src.add_argument("--refs", help="an evaluation hyps .tsv (columns id, ref)")
     src.add_argument("--open", action="store_true",
                      help="the open text domain, drawn from the text generator")
+    parser.add_argument("--domain", choices=("grid", "open"), default="grid",
+                        help="--corpus: the corpus's text domain (open: the prior is counted "
+                        "from its training transcripts)")
     parser.add_argument("--voices", help="JSON speaker id -> espeak voice (with --refs)")
     parser.add_argument("--check", type=int, default=100,
                         help="references re-synthesised in context to check the lexicon")
@@ -222,6 +263,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.open:
         print(json.dumps(open_floor(args), indent=1))
+        return
+    if args.corpus and args.domain == "open":
+        print(json.dumps(corpus_open_floor(Path(args.corpus)), indent=1))
         return
     refs = references(args)
     result: dict = {"references": len(refs), "viseme_classes": list(VISEMES), "voices": {}}
