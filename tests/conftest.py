@@ -70,6 +70,17 @@ def make_lrs3_tree(root: Path, speakers: dict[str, list[str]], *, frames: int = 
     return ids
 
 
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def lrs3_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only tiny LRS3 tree: 3 trainval speakers, 1 test speaker, a val id list."""

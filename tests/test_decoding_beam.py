@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -344,15 +343,13 @@ def test_same_hypotheses_as_espnet_batch_beam_search() -> None:
     except ImportError as err:
         pytest.fail(f"ESPnet is missing from the dev environment ({err}); `make install-dev` "
                     "installs it from requirements/no-deps.txt")
-    import importlib.util
     from types import SimpleNamespace
+
+    from conftest import load_benchmark
 
     from avsr.models import CTCHead
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decode.py"
-    spec = importlib.util.spec_from_file_location("bench_decode", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("decode")
     decoder, _ = _models(12, seed=11)
     ctc_head = CTCHead(16, 12).eval()
     memory, _ = _inputs(4, 10, 12, seed=12)

@@ -146,8 +146,7 @@ def test_one_sentence_through_two_pronunciation_paths_is_one_answer():
 def test_floor_of_a_generated_open_corpus(tmp_path):
     """benchmarks/homophene_floor.py --corpus ROOT --domain open: the corpus's own test split,
     voices and training transcripts (not the val ones), on a tiny real corpus."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
     from avsr.data.synthetic import generate_corpus
 
@@ -155,11 +154,7 @@ def test_floor_of_a_generated_open_corpus(tmp_path):
     generate_corpus(root, seed=3, num_train=8, num_val=2, num_test=3, domain="open",
                     num_train_speakers=2, num_val_speakers=1, num_test_speakers=2,
                     num_babble=2, num_babble_speakers=1, workers=1)
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "homophene_floor.py"
-    spec = importlib.util.spec_from_file_location("homophene_floor", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = module.corpus_open_floor(root)
+    result = load_benchmark("homophene_floor").corpus_open_floor(root)
     assert result["train_sentences"] == 8 and result["test_sentences"] == 3
     assert result["corpus_seed"] == 3
     test_words = sum(len(t.read_text().splitlines()[0].split()) - 1

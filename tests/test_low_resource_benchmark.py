@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "low_resource.py"
-
+from conftest import load_benchmark, tiny_overrides
 
 def _module():
-    spec = importlib.util.spec_from_file_location("low_resource", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("low_resource")
 
 
 def _args(out: Path, root: Path, **kw) -> argparse.Namespace:

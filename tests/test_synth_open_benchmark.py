@@ -4,21 +4,15 @@ validation split, the test matrix with and without the LM, the table; reuse on a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synth_open.py"
+from conftest import load_benchmark, tiny_overrides
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("synth_open_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("synth_open")
 
 
 def _args(run: Path, out: Path, root: Path, **kw) -> argparse.Namespace:
