@@ -84,6 +84,10 @@ EXPECTED = {
     "usr_baseplus_lrs3_high": (171.0, None, _usr),
     "usr_large_lrs3_low": (503.0, None, _usr),
     "usr_large_lrs3_high": (503.0, None, _usr),
+    # the pre-training stages build the same model (the decoder is trained later)
+    "usr_base_lrs3_pretrain": (86.0, None, _usr),
+    "usr_baseplus_lrs3_pretrain": (171.0, None, _usr),
+    "usr_large_lrs3_pretrain": (503.0, None, _usr),
     # auto_avsr totals, REFERENCE.md 1.3
     "autoavsr_lrs3_vsr": (250.38, None, _same_layout),
     "autoavsr_lrs3_asr": (243.05, None, _same_layout),
