@@ -14,7 +14,11 @@ Masking ``level``:
 
 Modality dropout is the fusion module's (``model.fusion.p_modality`` / ``p_audio``). With
 ``p_mask_audio_stream`` / ``p_mask_video_stream`` > 0, some items have a whole stream masked
-(Zhang et al.): their loss covers every frame.
+(Zhang et al.'s flexible masking), at either level: at ``"input"`` the stream's front-end
+output is filled on every frame (audio: ``audio_mask_emb``; video: ``video_mask_emb``, zeros
+with ``video_fill="zeros"``); at ``"feature"`` the stream enters the fusion as its learned mask
+embedding on every frame and the span mask follows after fusion. Their loss covers every frame: the other stream and the
+context must predict the lost one (one pre-trained model for A, V and AV).
 
 Head: encoder output → Linear(D, ``proj_dim``) → cosine similarity against learned cluster
 embeddings / ``temperature`` (0.1) → cross-entropy with the k-means labels; masked frames weigh
@@ -139,6 +143,25 @@ class AVHuBERTObjective(Objective):
         self.video_mask_emb = nn.Parameter(torch.empty(fusion.video_dim).uniform_())
         self.feature_mask_emb = nn.Parameter(torch.empty(model.encoder.d_model).uniform_())
 
+    def _mask_whole_streams(self, a: torch.Tensor | None, v: torch.Tensor | None,
+                            whole_a: torch.Tensor, whole_v: torch.Tensor,
+                            lengths: torch.Tensor, frames: int
+                            ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Front-end features with the chosen items' whole audio or video stream replaced by
+        that stream's learned mask embedding; returns them and the (B,) items that lost one."""
+        full = valid_mask(lengths, frames)
+        if a is not None:
+            am = torch.zeros(a.shape[:2], dtype=torch.bool, device=a.device)
+            am[:, :frames] = whole_a.unsqueeze(1) & full
+            a = fill_embedding(a, am, self.audio_mask_emb)
+        if v is not None:
+            vm = torch.zeros(v.shape[:2], dtype=torch.bool, device=v.device)
+            vm[:, :frames] = whole_v.unsqueeze(1) & full
+            v = fill_embedding(v, vm, self.video_mask_emb)
+        lost = (whole_a if a is not None else torch.zeros_like(whole_a)) | (
+            whole_v if v is not None else torch.zeros_like(whole_v))
+        return a, v, lost
+
     def update_teacher(self, model: nn.Module, step: int, total_steps: int) -> None:
         """No teacher: targets are fixed k-means labels."""
         return None
@@ -197,6 +220,13 @@ class AVHuBERTObjective(Objective):
                     v = fill_embedding(v, v_whole, self.video_mask_emb)
                     v_mask = v_mask | v_whole
                 loss_mask |= v_mask[:, :frames]
+        whole = None
+        if self.level == "feature" and any(self.p_stream):
+            # whole-stream masking at feature level: the lost stream enters the fusion as its
+            # learned mask embedding on every frame (the draw only when asked for, so that
+            # AV-HuBERT's own feature masking keeps its random sequence)
+            whole_a, whole_v = stream_mask(batch_size, *self.p_stream, generator, ref.device)
+            a, v, whole = self._mask_whole_streams(a, v, whole_a, whole_v, lengths, frames)
         # the masked features take the place of the front-ends' outputs
         fused = model.fuse(feats._replace(audio=a, video=v), (self.modality,), keep_all=True)
         x, lengths = fused.x, fused.lengths
@@ -205,6 +235,8 @@ class AVHuBERTObjective(Objective):
             fm = fm.to(x.device)
             x = fill_embedding(x, fm, self.feature_mask_emb)
             loss_mask = fm
+            if whole is not None:  # an item without one stream is predicted on every frame
+                loss_mask = fm | (whole.unsqueeze(1) & valid_mask(lengths, x.shape[1]))
         enc, lengths = model.encode(x, lengths)
         frames = enc.shape[1]
         loss_mask = loss_mask[:, :frames] & valid_mask(lengths, frames)

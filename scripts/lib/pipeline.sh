@@ -62,13 +62,13 @@ parse_options() {
                 fi
                 if [ "${!name}" = false ] && { [ $# -lt 2 ] || [[ $2 == --* ]]; }; then
                     printf -v "$name" '%s' true
-                    _hint_args+=("$arg")
+                    [ "$name" = dry_run ] || _hint_args+=("$arg")
                     shift
                     continue
                 fi
                 [ $# -ge 2 ] || die "option $arg needs a value"
                 printf -v "$name" '%s' "$2"
-                case $name in stage|stop_stage) ;; *) _hint_args+=("$arg" "$2") ;; esac
+                case $name in stage|stop_stage|dry_run) ;; *) _hint_args+=("$arg" "$2") ;; esac
                 shift 2
                 ;;
             *)
