@@ -57,6 +57,7 @@ def _run(labels, level: str, p_audio: float, p_video: float):
 
     def spy(feats, *args, **kwargs):
         seen["audio"], seen["video"] = feats.audio, feats.video
+        seen["audio_lengths"], seen["video_lengths"] = feats.audio_lengths, feats.video_lengths
         return fuse(feats, *args, **kwargs)
 
     model.fuse = spy
@@ -65,9 +66,8 @@ def _run(labels, level: str, p_audio: float, p_video: float):
     return obj, seen, out
 
 
-@pytest.mark.parametrize("level", ["input", "feature"])
-def test_whole_audio_stream_masked_at_either_level(labels, level):
-    obj, seen, out = _run(labels, level, 1.0, 0.0)
+def test_whole_audio_stream_masked_at_input_level(labels):
+    obj, seen, out = _run(labels, "input", 1.0, 0.0)
     emb = obj.audio_mask_emb.detach()
     # every valid frame of every item's audio is the mask embedding; video keeps its features
     assert torch.equal(seen["audio"][0, :FRAMES], emb.expand(FRAMES, -1))
@@ -78,12 +78,33 @@ def test_whole_audio_stream_masked_at_either_level(labels, level):
     assert obj.audio_mask_emb.grad is not None and obj.audio_mask_emb.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("level", ["input", "feature"])
-def test_whole_video_stream_masked_at_either_level(labels, level):
-    obj, seen, out = _run(labels, level, 0.0, 1.0)
+def test_whole_video_stream_masked_at_input_level(labels):
+    obj, seen, out = _run(labels, "input", 0.0, 1.0)
     emb = obj.video_mask_emb.detach()
     assert torch.equal(seen["video"][0, :FRAMES], emb.expand(FRAMES, -1))
     assert out["mask_fraction"] == 1.0
+
+
+@pytest.mark.parametrize(("p_audio", "p_video", "kept"), [(1.0, 0.0, "video"),
+                                                         (0.0, 1.0, "audio")])
+def test_whole_stream_masked_at_feature_level_is_the_missing_modality(labels, p_audio, p_video,
+                                                                     kept):
+    obj, seen, out = _run(labels, "feature", p_audio, p_video)
+    lost = "audio" if kept == "video" else "video"
+    # the lost stream is absent for every item (length 0), the kept one untouched ...
+    assert seen[f"{lost}_lengths"].tolist() == [0, 0]
+    assert seen[f"{kept}_lengths"].tolist() == [FRAMES, 9]
+    # ... so the fusion sees exactly what it sees at inference with one modality
+    fusion = _model().fusion.eval()
+    with torch.no_grad():
+        masked = fusion(seen["audio"], seen["video"], seen["audio_lengths"],
+                        seen["video_lengths"])[0]
+        alone = fusion(seen["audio"] if kept == "audio" else None,
+                       seen["video"] if kept == "video" else None,
+                       seen["audio_lengths"] if kept == "audio" else None,
+                       seen["video_lengths"] if kept == "video" else None)[0]
+    torch.testing.assert_close(masked, alone)
+    assert out["mask_fraction"] == 1.0  # predicted on every frame
 
 
 def test_feature_level_without_stream_masking_keeps_the_features(labels):
