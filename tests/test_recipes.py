@@ -17,7 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PAPER_PREFIXES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
+PAPER_PREFIXES = ("avhubert_", "autoavsr_", "pan2022_", "usr_", "zhang_")
 RECIPES = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")
                  if p.stem.startswith(PAPER_PREFIXES))
 ENCODER_SIDE = ("audio_frontend", "video_frontend", "fusion", "encoder")
@@ -99,6 +99,11 @@ EXPECTED = {
     "avhubert_base_lrs3_433h": (103.0, ENCODER_SIDE, _same_layout),
     "avhubert_large_lrs3_30h": (325.0, ENCODER_SIDE, _same_layout),
     "avhubert_large_lrs3_433h": (325.0, ENCODER_SIDE, _same_layout),
+    "avhubert_base_lrs3_pretrain": (103.0, ENCODER_SIDE, _same_layout),
+    # Zhang et al. publish no size: AV-HuBERT Base's encoder side (102.62M) with their
+    # transformer fusion (2 x 768, FFN 3072: 15.17M) in place of the concat fusion (1.58M)
+    "zhang_base_lrs3_pretrain": (116.21, ENCODER_SIDE, _same_layout),
+    "zhang_base_lrs3_finetune": (116.21, ENCODER_SIDE, _same_layout),
     # Pan et al. publish no total: their code's modules sum to 425.30M (torchaudio
     # wav2vec2_large_lv60k 315.44M + mask_emb, torchvision ResNet-50 trunk 23.50M, 3 x 6-layer
     # nn.TransformerEncoder, 6-layer nn.TransformerDecoder, convs and output stacks)
