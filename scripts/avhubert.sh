@@ -77,7 +77,7 @@ else
     finetune=("+experiment=avhubert_${size}_lrs3_${labels}")
     root=${data_root:-data}/lrs3
     [ -n "$data_root" ] && data+=("paths.data_dir=$data_root")
-    decode=(decode.beam.beam_size=50 decode.beam.ctc_weight=0.0 decode.beam.normalize_length=true
+    decode=(decode.beam.beam_size=50 decode.beam.ctc_weight=0.0 ++decode.beam.normalize_length=true
             "eval.modalities=[video]")
 fi
 read -r -a extra_data <<< "$data_override"
@@ -131,7 +131,7 @@ fi
 encoder=$(iter_dir "$iterations")/checkpoints/last.ckpt
 if stage_selected 4 "fine-tuning"; then
     if [ -n "$init_from" ]; then
-        [ -e "$init_from" ] || die "--init-from $init_from: no such file"
+        [ -e "$init_from" ] || [ "$dry_run" = true ] || die "--init-from $init_from: no such file"
         init=("init.0.path=$init_from")   # the recipe's init: format avhubert
     else
         require "$encoder" $((iterations == 1 ? 2 : 3)) "pre-training, iteration $iterations"

@@ -32,7 +32,7 @@ TRAIN = ["trainer.max_steps=2", "trainer.max_epochs=100", "trainer.max_time=null
          "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "data.max_frames=200"]
 EVAL = "decode.max_len_ratio=0.2 eval.limit=2 eval.noise.types=[] eval.progress=false eval.write_hyps=false"
 
-pytestmark = pytest.mark.slow
+
 
 
 def _tiny(root: Path, *, drop: Sequence[str] = ()) -> list[str]:
@@ -103,6 +103,7 @@ def _summary(out: Path, stage: str) -> dict:
     return json.loads((out / stage / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_usr_pipeline_resumes_an_interrupted_stage(tiny_synth_root, tmp_path):
     out = tmp_path / "usr"
     args = ["--synthetic", "true", "--data-root", str(tiny_synth_root), "--finetune", "true",
@@ -129,6 +130,7 @@ def test_usr_pipeline_resumes_an_interrupted_stage(tiny_synth_root, tmp_path):
     assert _all_skipped("usr.sh", out, *args).count("finished earlier") == 4
 
 
+@pytest.mark.slow
 def test_avhubert_pipeline_iterates_cluster_targets(tiny_synth_root, tmp_path):
     out = tmp_path / "avhubert"
     args = ["--synthetic", "true", "--data-root", str(tiny_synth_root), "--iterations", "2",
@@ -149,6 +151,7 @@ def test_avhubert_pipeline_iterates_cluster_targets(tiny_synth_root, tmp_path):
     assert _all_skipped("avhubert.sh", out, *args).count("finished earlier") == 6
 
 
+@pytest.mark.slow
 def test_zhang_pipeline_one_model_for_a_v_av(tiny_synth_root, tmp_path):
     out = tmp_path / "zhang"
     args = ["--synthetic", "true", "--data-root", str(tiny_synth_root), "--clusters", "8",
@@ -168,6 +171,7 @@ def test_zhang_pipeline_one_model_for_a_v_av(tiny_synth_root, tmp_path):
     assert "--stage 2 --stop-stage 2" in missing.stderr
 
 
+@pytest.mark.slow
 def test_pan2022_pipeline_word_front_end_into_fused_model(tiny_synth_root, tmp_path):
     out = tmp_path / "pan"
     words = [o for o in _tiny(tiny_synth_root, drop=("model.decoder.", "model.encoder."))]
@@ -185,6 +189,7 @@ def test_pan2022_pipeline_word_front_end_into_fused_model(tiny_synth_root, tmp_p
     assert _all_skipped("pan2022.sh", out, *args).count("finished earlier") == 4
 
 
+@pytest.mark.slow
 def test_autoavsr_pipeline(tiny_synth_root, tmp_path):
     out = tmp_path / "autoavsr"
     args = ["--synthetic", "true", "--data-root", str(tiny_synth_root), "--eval-args", EVAL,
@@ -193,3 +198,28 @@ def test_autoavsr_pipeline(tiny_synth_root, tmp_path):
     assert _summary(out, "1_train")["global_step"] == 2
     assert (out / "2_eval" / "wer.json").is_file()
     assert _all_skipped("autoavsr.sh", out, *args).count("finished earlier") == 2
+
+
+@pytest.mark.parametrize(("script", "args"), [
+    ("usr.sh", ["--size", "large", "--resource", "high", "--finetune", "true"]),
+    ("usr.sh", ["--size", "baseplus"]),
+    ("avhubert.sh", ["--iterations", "5"]),
+    ("avhubert.sh", ["--size", "large", "--labels", "433h", "--init-from", "x.pt",
+                     "--stage", "4"]),
+    ("pan2022.sh", []),
+    ("zhang.sh", ["--level", "input"]),
+    ("autoavsr.sh", ["--modality", "av"]),
+])
+def test_paper_pipelines_print_commands_that_compose(script, args, tmp_path):
+    # the LRS-scale commands (not run): every printed training / evaluation command composes
+    printed = _script(script, "--dry-run", "--data-root", "/corpora", "--out", str(tmp_path),
+                      *args, "--", "trainer.devices=8").stdout
+    commands = [shlex.split(line[2:]) for line in printed.splitlines() if line.startswith("+ ")]
+    assert commands
+    for argv in commands:
+        if argv[2] == "avsr.train":
+            cfg = _compose("train", argv[3:])
+            assert cfg.trainer.devices == 8 and cfg.paths.data_dir == "/corpora"
+            assert cfg.ckpt_path == "last" and str(tmp_path) in cfg.paths.output_dir
+        elif argv[2] == "avsr.evaluate":
+            _compose("evaluate", evaluate_module._data_overrides_layer_on_checkpoint(argv[3:]))
