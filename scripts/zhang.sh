@@ -43,7 +43,7 @@ parse_options "$@"
 
 data=()
 if [ "$synthetic" = true ]; then
-    pretrain=(+experiment=synth_zhang_pretrain)
+    pretrain=(+experiment=synth_zhang_pretrain ssl_labels=null)
     finetune=(+experiment=synth_zhang_finetune)
     root=${data_root:-data/synthetic/grid}
     [ -n "$data_root" ] && data+=("data.corpus.root=$data_root")
