@@ -138,7 +138,9 @@ if stage_selected 4 "fine-tuning"; then
         if [ "$synthetic" = true ]; then
             init=("init.0.path=$encoder")
         else
-            init=("init=[{path: '$encoder', modules: [audio_frontend, video_frontend, fusion, encoder]}]")
+            init=("init=[{path: '$encoder', modules: [audio_frontend, video_frontend, fusion,"
+                  "encoder]}]")
+            init=("${init[*]}")
         fi
     fi
     train_stage "$out/4_finetune" "${finetune[@]}" "${init[@]}" evaluate=false "${data[@]}" \

@@ -10,7 +10,7 @@
 #   stage 4  WER (beam 5, CTC 0.1, as their HYBRID decoding)   python -m avsr.evaluate
 #
 #   scripts/pan2022.sh --data-root /data --out exp/pan2022
-#   scripts/pan2022.sh --synthetic true --out exp/pan_synth   # the CPU twin (synth_words, synth_pan)
+#   scripts/pan2022.sh --synthetic true --out exp/pan_synth   # CPU twin: synth_words, synth_pan
 #
 # Options (defaults in brackets):
 #   --stage N --stop-stage M   run stages N..M [1..100]

@@ -29,7 +29,8 @@ SCRIPTS = REPO / "scripts"
 CONFIGS = str(REPO / "configs")
 TRAIN = ["trainer.max_steps=2", "trainer.max_epochs=100", "trainer.max_time=null",
          "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null",
-         "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "data.max_frames=200"]
+         "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
+         "data.max_frames=200"]
 EVAL = "decode.max_len_ratio=0.2 eval.limit=2 eval.noise.types=[] eval.progress=false eval.write_hyps=false"
 
 

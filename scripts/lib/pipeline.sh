@@ -88,10 +88,28 @@ stage_selected() {
     return 1
 }
 
+# one word of a printed command, quoted so that it can be pasted into a shell
+_quote() {
+    local word=$1
+    if [[ $word =~ ^[A-Za-z0-9_./=:+,@%~-]*$ ]]; then
+        printf '%s' "$word"
+    elif [[ $word != *"'"* ]]; then
+        printf "'%s'" "$word"
+    elif [[ ! $word =~ [\"\$\`\\!] ]]; then
+        printf '"%s"' "$word"
+    else
+        printf '%q' "$word"
+    fi
+}
+
 # print a command, then run it (unless --dry-run)
 run() {
+    local word
     printf '+'
-    printf ' %q' "$@"
+    for word in "$@"; do
+        printf ' '
+        _quote "$word"
+    done
     printf '\n'
     if [ "$dry_run" = true ]; then
         return 0
@@ -116,12 +134,18 @@ require() {
 
 _rerun_hint() {
     # this script's command line with stage N alone selected
-    local n=$1
-    printf '%q' "$0"
-    printf ' %q' "${_hint_args[@]}" --stage "$n" --stop-stage "$n"
+    local n=$1 word
+    _quote "$0"
+    for word in "${_hint_args[@]}" --stage "$n" --stop-stage "$n"; do
+        printf ' '
+        _quote "$word"
+    done
     if [ ${#overrides[@]} -gt 0 ]; then
         printf ' --'
-        printf ' %q' "${overrides[@]}"
+        for word in "${overrides[@]}"; do
+            printf ' '
+            _quote "$word"
+        done
     fi
 }
 
