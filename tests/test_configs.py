@@ -26,7 +26,7 @@ GROUPS = ["trainer", "logger", "callbacks", "stage", "eval", "decode", "debug",
 CASES = [(g, o) for g in GROUPS for o in _options(g)]
 # The paper recipes (up to 500M parameters, LRS2/LRS3 data) compose and build on the meta
 # device in tests/test_recipes.py; every other experiment builds here on the CPU.
-PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
+PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_", "zhang_")
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")
                      if not p.stem.startswith(PAPER_RECIPES))
 
@@ -101,7 +101,9 @@ def test_evaluate_config_composes():
 
 @pytest.mark.parametrize("experiment", ["synth_grid", "synth_vsr", "synth_low_supervised",
                                         "synth_low_braven", "synth_low_avhubert",
-                                        "synth_low_finetune", "synth_low_semi"])
+                                        "synth_low_finetune", "synth_low_semi",
+                                        "synth_zhang_pretrain", "synth_zhang_finetune",
+                                        "synth_pan"])
 def test_step_budgeted_experiments_schedule_over_steps(experiment):
     # compared at equal steps: no clock may set their learning rates
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PAPER_PREFIXES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
+PAPER_PREFIXES = ("avhubert_", "autoavsr_", "pan2022_", "usr_", "zhang_")
 RECIPES = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")
                  if p.stem.startswith(PAPER_PREFIXES))
 ENCODER_SIDE = ("audio_frontend", "video_frontend", "fusion", "encoder")
@@ -84,6 +84,10 @@ EXPECTED = {
     "usr_baseplus_lrs3_high": (171.0, None, _usr),
     "usr_large_lrs3_low": (503.0, None, _usr),
     "usr_large_lrs3_high": (503.0, None, _usr),
+    # the pre-training stages build the same model (the decoder is trained later)
+    "usr_base_lrs3_pretrain": (86.0, None, _usr),
+    "usr_baseplus_lrs3_pretrain": (171.0, None, _usr),
+    "usr_large_lrs3_pretrain": (503.0, None, _usr),
     # auto_avsr totals, REFERENCE.md 1.3
     "autoavsr_lrs3_vsr": (250.38, None, _same_layout),
     "autoavsr_lrs3_asr": (243.05, None, _same_layout),
@@ -95,6 +99,11 @@ EXPECTED = {
     "avhubert_base_lrs3_433h": (103.0, ENCODER_SIDE, _same_layout),
     "avhubert_large_lrs3_30h": (325.0, ENCODER_SIDE, _same_layout),
     "avhubert_large_lrs3_433h": (325.0, ENCODER_SIDE, _same_layout),
+    "avhubert_base_lrs3_pretrain": (103.0, ENCODER_SIDE, _same_layout),
+    # Zhang et al. publish no size: AV-HuBERT Base's encoder side (102.62M) with their
+    # transformer fusion (2 x 768, FFN 3072: 15.17M) in place of the concat fusion (1.58M)
+    "zhang_base_lrs3_pretrain": (116.21, ENCODER_SIDE, _same_layout),
+    "zhang_base_lrs3_finetune": (116.21, ENCODER_SIDE, _same_layout),
     # Pan et al. publish no total: their code's modules sum to 425.30M (torchaudio
     # wav2vec2_large_lv60k 315.44M + mask_emb, torchvision ResNet-50 trunk 23.50M, 3 x 6-layer
     # nn.TransformerEncoder, 6-layer nn.TransformerDecoder, convs and output stacks)
@@ -120,7 +129,13 @@ def test_recipe_builds_with_the_published_parameter_count(name):
     # the stage (loss, optimiser and schedule factories) builds around the model
     task = hydra.utils.instantiate(cfg.stage, model=model, tokenizer=None)
     assert set(task.modalities) <= {"audio", "video", "audiovisual"}
-    assert set(task.objective.modality_weights) == set(task.modalities)
+    # every trained stream has its weight (the semi-supervised objective's are its labelled
+    # loss's; AV-HuBERT's cluster prediction trains one input, without weights)
+    objective = getattr(task.objective, "labelled", task.objective)
+    if hasattr(objective, "modality_weights"):
+        assert set(objective.modality_weights) == set(task.modalities)
+    else:
+        assert len(task.modalities) == 1
 
 
 def test_recipe_hyperparameters_follow_the_papers():
@@ -142,3 +157,37 @@ def test_recipe_hyperparameters_follow_the_papers():
     pan, _ = _recipe("pan2022_lrs2")
     assert (pan.stage.objective.loss.ctc_weight, pan.stage.objective.loss.label_smoothing) == (0.2, 0.01)
     assert (pan.decode.beam.beam_size, pan.data.max_batch_size) == (5, 8)
+
+
+def test_pipeline_stages_follow_the_papers():
+    # USR: pre-training per size, then semi-supervision with each size's and resource's gamma
+    pre, _ = _recipe("usr_base_lrs3_pretrain")
+    assert pre.stage.objective._target_.endswith("BRAVEnObjective")
+    assert (pre.stage.optimizer.lr, pre.trainer.max_epochs, pre.data.max_frames,
+            pre.data.train_data) == (5e-3, 150, 2400, "all")
+    large_pre, _ = _recipe("usr_large_lrs3_pretrain")
+    assert (large_pre.stage.optimizer.lr, large_pre.data.max_frames,
+            large_pre.model.encoder.drop_path, large_pre.model.encoder.num_layers) == (
+        2e-3, 900, 0.2, 24)
+    gamma = {}
+    for name in ("usr_base_lrs3_low", "usr_base_lrs3_high", "usr_baseplus_lrs3_low",
+                 "usr_large_lrs3_high"):
+        cfg, _ = _recipe(name)
+        assert cfg.stage.objective._target_.endswith("SemiSupervisedObjective")
+        assert cfg.init[0].modules == list(ENCODER_SIDE)  # from the pre-trained encoder side
+        gamma[name] = (cfg.stage.objective.unlabelled_weights.video,
+                       cfg.stage.objective.unlabelled_weights.audio, cfg.data.max_frames,
+                       cfg.data.unlabelled_max_frames)
+    assert gamma == {"usr_base_lrs3_low": (0.8, 0.5, 600, 2400),
+                     "usr_base_lrs3_high": (0.6, 0.3, 600, 2400),
+                     "usr_baseplus_lrs3_low": (0.95, 0.7, 200, 1800),
+                     "usr_large_lrs3_high": (0.6, 0.3, 700, 1400)}
+    # AV-HuBERT fine-tuning keeps the encoder side frozen for freeze_finetune_updates
+    freeze = {n: _recipe(n)[0].callbacks.freeze_pretrained.steps
+              for n in ("avhubert_base_lrs3_30h", "avhubert_base_lrs3_433h",
+                        "avhubert_large_lrs3_30h", "avhubert_large_lrs3_433h")}
+    assert freeze == {"avhubert_base_lrs3_30h": 30000, "avhubert_base_lrs3_433h": 60000,
+                      "avhubert_large_lrs3_30h": 14400, "avhubert_large_lrs3_433h": 18000}
+    zhang, _ = _recipe("zhang_base_lrs3_pretrain")
+    assert (zhang.stage.objective.p_mask_audio_stream, zhang.stage.objective.p_mask_video_stream,
+            zhang.model.fusion._target_) == (0.25, 0.25, "avsr.models.fusion.TransformerFusion")

@@ -17,13 +17,16 @@ from avsr.train import train
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 # the paper recipes need LRS2/LRS3 (tests/test_recipes.py builds them); the others run here
-PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_")
+PAPER_RECIPES = ("avhubert_", "autoavsr_", "pan2022_", "usr_", "zhang_")
 # word-level recipes (LRW data, no decoder: tiny_overrides do not apply) run in tests/test_lrw.py
 WORD_RECIPES = ("lrw_", "synth_words")
 # real-speech recipes (Asterisk prompts, not the synthetic layout) run in tests/test_asterisk.py
 REAL_SPEECH_RECIPES = ("real_",)
+# per-modality encoders (tiny_overrides' fusion sizes do not apply): tests/test_pipelines.py
+PIPELINE_TWINS = ("synth_pan",)
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml")
-                     if not p.stem.startswith(PAPER_RECIPES + WORD_RECIPES + REAL_SPEECH_RECIPES))
+                     if not p.stem.startswith(PAPER_RECIPES + WORD_RECIPES + REAL_SPEECH_RECIPES
+                                              + PIPELINE_TWINS))
 
 
 def _cfg(root: Path, out: Path, *extra: str):

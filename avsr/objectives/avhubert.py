@@ -14,7 +14,12 @@ Masking ``level``:
 
 Modality dropout is the fusion module's (``model.fusion.p_modality`` / ``p_audio``). With
 ``p_mask_audio_stream`` / ``p_mask_video_stream`` > 0, some items have a whole stream masked
-(Zhang et al.): their loss covers every frame.
+(Zhang et al.'s flexible masking), at either level: at ``"input"`` the stream's front-end
+output is filled on every frame (audio: ``audio_mask_emb``; video: ``video_mask_emb``, zeros
+with ``video_fill="zeros"``); at ``"feature"`` the stream is made absent for the item (length
+0), so the fusion fills it as it fills a modality missing at inference (``model.fusion.missing``:
+zeros or learned), and the span mask follows after fusion. Their loss covers every frame: the
+other stream and the context must predict the lost one (one pre-trained model for A, V, AV).
 
 Head: encoder output → Linear(D, ``proj_dim``) → cosine similarity against learned cluster
 embeddings / ``temperature`` (0.1) → cross-entropy with the k-means labels; masked frames weigh
@@ -139,6 +144,23 @@ class AVHuBERTObjective(Objective):
         self.video_mask_emb = nn.Parameter(torch.empty(fusion.video_dim).uniform_())
         self.feature_mask_emb = nn.Parameter(torch.empty(model.encoder.d_model).uniform_())
 
+    @staticmethod
+    def _drop_whole_streams(feats: Any, whole_a: torch.Tensor, whole_v: torch.Tensor
+                            ) -> tuple[Any, torch.Tensor]:
+        """The chosen items' audio or video made absent (length 0), so that the fusion fills
+        it exactly as it fills a modality missing at inference; returns the features and the
+        (B,) items that lost a stream."""
+        lost = torch.zeros_like(whole_a)
+        if feats.audio is not None:
+            whole_a = whole_a.to(feats.audio_lengths.device)
+            feats = feats._replace(audio_lengths=feats.audio_lengths.masked_fill(whole_a, 0))
+            lost = lost | whole_a.to(lost.device)
+        if feats.video is not None:
+            whole_v = whole_v.to(feats.video_lengths.device)
+            feats = feats._replace(video_lengths=feats.video_lengths.masked_fill(whole_v, 0))
+            lost = lost | whole_v.to(lost.device)
+        return feats, lost
+
     def update_teacher(self, model: nn.Module, step: int, total_steps: int) -> None:
         """No teacher: targets are fixed k-means labels."""
         return None
@@ -197,14 +219,23 @@ class AVHuBERTObjective(Objective):
                     v = fill_embedding(v, v_whole, self.video_mask_emb)
                     v_mask = v_mask | v_whole
                 loss_mask |= v_mask[:, :frames]
-        # the masked features take the place of the front-ends' outputs
-        fused = model.fuse(feats._replace(audio=a, video=v), (self.modality,), keep_all=True)
+        feats = feats._replace(audio=a, video=v)  # the masked features, if any
+        whole = None
+        if self.level == "feature" and any(self.p_stream):
+            # whole-stream masking at feature level: the lost stream is absent for the fusion,
+            # as at inference with one modality (the draw only when asked for, so that
+            # AV-HuBERT's own feature masking keeps its random sequence)
+            whole_a, whole_v = stream_mask(batch_size, *self.p_stream, generator, ref.device)
+            feats, whole = self._drop_whole_streams(feats, whole_a, whole_v)
+        fused = model.fuse(feats, (self.modality,), keep_all=True)
         x, lengths = fused.x, fused.lengths
         if self.level == "feature":
             fm = span_mask(lengths, x.shape[1], *self.feature_mask, generator=generator)
             fm = fm.to(x.device)
             x = fill_embedding(x, fm, self.feature_mask_emb)
             loss_mask = fm
+            if whole is not None:  # an item without one stream is predicted on every frame
+                loss_mask = fm | (whole.unsqueeze(1) & valid_mask(lengths, x.shape[1]))
         enc, lengths = model.encode(x, lengths)
         frames = enc.shape[1]
         loss_mask = loss_mask[:, :frames] & valid_mask(lengths, frames)
