@@ -266,3 +266,16 @@ def test_trainer_gets_augmented_batches(lrs3_root: Path, tmp_path: Path) -> None
     # validation: the deterministic evaluation transform, equal to the CPU path
     torch.testing.assert_close(dev.seen["val"][0]["video"], cpu.seen["val"][0]["video"],
                                rtol=0, atol=1e-5)
+
+
+def test_evaluation_decodes_with_the_cpu_transforms() -> None:
+    """avsr.evaluate iterates the test loaders without a Trainer (no batch hook)."""
+    from omegaconf import OmegaConf
+
+    from avsr.evaluate import evaluation_data_config
+
+    run = OmegaConf.create({"data": {"augment_on": "device", "seed": 3}})
+    assert evaluation_data_config(run, None).augment_on == "cpu"
+    assert evaluation_data_config(run, {"seed": 4}).seed == 4
+    assert "augment_on" not in evaluation_data_config(OmegaConf.create({"data": {"seed": 3}}),
+                                                      None)
