@@ -279,3 +279,18 @@ def test_evaluation_decodes_with_the_cpu_transforms() -> None:
     assert evaluation_data_config(run, {"seed": 4}).seed == 4
     assert "augment_on" not in evaluation_data_config(OmegaConf.create({"data": {"seed": 3}}),
                                                       None)
+
+
+def test_train_crop_and_flip_equal_torchvision_at_the_drawn_corner() -> None:
+    items = _frames([6, 4, 5, 6], size=14, seed=3)
+    video, lengths = _batch(items)
+    aug = VideoBatchAugment(train=True, crop_size=8, time_mask_max_frames=0)
+    seeds = torch.tensor([1, 2, 3, 4])
+    p = aug.draw(lengths.tolist(), 14, 14, BatchAugment.generators(seeds, 4))
+    got = aug(video, lengths, BatchAugment.generators(seeds, 4))
+    assert len(set(zip(p["top"], p["left"]))) > 1  # the corners differ between items
+    for b, x in enumerate(items):
+        ref = TF.crop(x.unsqueeze(1), p["top"][b], p["left"][b], 8, 8)
+        ref = TF.horizontal_flip(ref) if p["flip"][b] else ref
+        ref = TF.normalize(TF.to_dtype(ref, torch.float32, scale=True), [VIDEO_MEAN], [VIDEO_STD])
+        torch.testing.assert_close(got[b, :x.shape[0]], ref, rtol=0, atol=1e-5)
