@@ -125,7 +125,8 @@ class VideoBatchAugment(nn.Module):
         if crop_size <= 0 or std <= 0 or time_mask_stride <= 0:
             raise ValueError("crop_size, std and time_mask_stride must be positive")
         if output_size is not None and not 0 < output_size <= crop_size:
-            raise ValueError(f"output_size must be in (0, crop_size={crop_size}], got {output_size}")
+            raise ValueError(f"output_size must be in (0, crop_size={crop_size}], "
+                             f"got {output_size}")
         self.crop_size = crop_size
         self.train_mode = train  # as VideoTransform: a parent's eval() must not change it
         self.flip_prob = flip_prob
