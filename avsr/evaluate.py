@@ -229,6 +229,10 @@ def evaluation_data_config(run_cfg: DictConfig, overrides: DictConfig | dict | N
     data_cfg = run_cfg.data
     if overrides:
         data_cfg = OmegaConf.merge(data_cfg, overrides)
+    if data_cfg.get("augment_on", "cpu") != "cpu":
+        # decoding iterates the loaders itself, without the Trainer's batch-transfer hook: the
+        # CPU evaluation transforms give the same frames (tests/test_device_augment.py)
+        data_cfg = OmegaConf.merge(data_cfg, {"augment_on": "cpu"})
     return data_cfg
 
 

@@ -60,12 +60,12 @@ PYEOF
   echo "== [$name] rc $rc" | tee -a "$LOG"
 }
 
-# --- sizes (GPU: timeouts 30 + 40 + 50 + 90 + 120 + 95 + 40 = 465 s at most) ---
+# --- sizes (GPU: timeouts 30 + 40 + 50 + 90 + 120 + 95 + 60 = 485 s at most) ---
 if [ "$TINY" = 1 ]; then
   MODELS="synth_grid"; VARIANTS="fp32-eager"; TRAIN_ARGS="--steps 1 --batch 1 --frames 12 --matmul-size 256"
   TRAIN_T="synth_grid:120"
   DEC_ARGS="--synthetic 2 4 --espnet-utterances 2 --beams 3 --frames-range 12 24 --repeats 1"
-  DEC_T=150; N_CORPUS=4; CORPUS_T=120; LOADER_ARGS="--workers 0 1 --max-seconds 5"; LOADER_T=90
+  DEC_T=150; N_CORPUS=4; CORPUS_T=120; LOADER_ARGS="--workers 0 1 --max-seconds 3"; LOADER_T=90
   THREADS=1
 else
   MODELS="synth_grid base large"
@@ -75,7 +75,7 @@ else
   TRAIN_T="synth_grid:50 base:90 large:120"
   DEC_ARGS="--synthetic 32 256 1321 --espnet-utterances 16 --beams 10 40 --repeats 1 --batch-size 256"
   DEC_T=95; N_CORPUS=200; CORPUS_T=40
-  LOADER_ARGS="--workers 0 2 4 8 --max-seconds 6 --repeat 4"; LOADER_T=40
+  LOADER_ARGS="--workers 0 2 8 --max-seconds 5 --repeat 4"; LOADER_T=60
   THREADS=$(nproc); [ "$THREADS" -le 8 ] || THREADS=8
 fi
 
@@ -161,8 +161,11 @@ run_section decode "$DEC_T" "$WORK/decode.json" "$PY" benchmarks/decode.py $DEC_
 
 # --- 5. data loader -----------------------------------------------------------------------
 # shellcheck disable=SC2086
+# both places of the augmentation: float crops from the workers (cpu) and uint8 batches with
+# the batched augmentation on this device after the transfer (data.augment_on=device)
 run_section loader "$LOADER_T" "$WORK/loader.json" "$PY" benchmarks/loader_throughput.py \
-  --root "$CORPUS" $LOADER_ARGS --json "$WORK/loader.json"
+  --root "$CORPUS" $LOADER_ARGS --augment cpu device --augment-device "$DEVICE" \
+  --json "$WORK/loader.json"
 
 # --- report -------------------------------------------------------------------------------
 "$PY" benchmarks/device_report.py "$WORK" "$OUT_DIR" --device "$DEVICE" --tiny "$TINY" \

@@ -129,20 +129,29 @@ def markdown(report: dict) -> str:
         elif name == "loader":
             lines.extend([f"{res['utterances']} items (split {res['split']}), batch "
                           f"{res['batch_size']}.", "",
-                          "| workers | items | video frames/s | per worker | first batch s |",
-                          "| --- | --- | --- | --- | --- |"])
+                          "| augment | workers | items | video frames/s | per worker | frames per "
+                          "CPU s | first batch s | device augment frames/s |",
+                          "| --- | --- | --- | --- | --- | --- | --- | --- |"])
             for r in res["rows"]:
+                where = r.get("augment", "cpu")
                 if "error" in r:
-                    lines.append(f"| {r['workers']} | FAILED: {r['error'][:200]} | | | |")
+                    lines.append(f"| {where} | {r['workers']} | FAILED: {r['error'][:200]} "
+                                 "| | | | | |")
                     continue
-                lines.append(f"| {r['workers']} | {r['items']} | {r['frames_per_s']:.0f} | "
-                             f"{r['frames_per_s_per_worker']:.0f} | {r['first_batch_s']:.2f} |")
+                aug = (f"{r['augment_frames_per_s']:.0f} ({r['augment_device']})"
+                       if "augment_frames_per_s" in r else "")
+                lines.append(f"| {where} | {r['workers']} | {r['items']} | "
+                             f"{r['frames_per_s']:.0f} | {r['frames_per_s_per_worker']:.0f} | "
+                             f"{r.get('frames_per_cpu_s', 0):.0f} | {r['first_batch_s']:.2f} | "
+                             f"{aug} |")
             cmp = report.get("loader_vs_step", [])
             if cmp:
-                lines.extend(["", "| model | step variant | step frames/s | loader frames/s "
-                              "per worker | workers needed |", "| --- | --- | --- | --- | --- |"])
+                lines.extend(["", "| model | step variant | augment | step frames/s | loader "
+                              "frames/s per worker | workers needed |",
+                              "| --- | --- | --- | --- | --- | --- |"])
                 for c in cmp:
-                    lines.append(f"| {c['model']} | {c['variant']} | {c['step_frames_per_s']:.0f}"
+                    lines.append(f"| {c['model']} | {c['variant']} | {c.get('augment', 'cpu')} "
+                                 f"| {c['step_frames_per_s']:.0f}"
                                  f" | {c['loader_frames_per_s_per_worker']:.0f} | "
                                  f"{c['workers_needed']} |")
             lines.append("")
@@ -162,15 +171,18 @@ def main() -> None:
               "sections": sections}
     loader = sections.get("loader", {}).get("result")
     if loader:
-        per_worker = [r["frames_per_s_per_worker"] for r in loader["rows"]
-                      if "frames_per_s_per_worker" in r and r["workers"] > 0]
-        per_worker = max(per_worker) if per_worker else None
-        for model, (variant, fps) in _step_rates(sections).items():
-            if per_worker:
+        for augment in ("cpu", "device"):  # where the augmentation ran (data.augment_on)
+            per_worker = [r["frames_per_s_per_worker"] for r in loader["rows"]
+                          if "frames_per_s_per_worker" in r and r["workers"] > 0
+                          and r.get("augment", "cpu") == augment]
+            if not per_worker:
+                continue
+            for model, (variant, fps) in _step_rates(sections).items():
                 report.setdefault("loader_vs_step", []).append({
-                    "model": model, "variant": variant, "step_frames_per_s": fps,
-                    "loader_frames_per_s_per_worker": per_worker,
-                    "workers_needed": math.ceil(fps / per_worker)})
+                    "model": model, "variant": variant, "augment": augment,
+                    "step_frames_per_s": fps,
+                    "loader_frames_per_s_per_worker": max(per_worker),
+                    "workers_needed": math.ceil(fps / max(per_worker))})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "device_check.json").write_text(json.dumps(report, indent=1))
     (args.out / "device_check.md").write_text(markdown(report))

@@ -62,12 +62,16 @@ def test_device_check_tiny_cpu(tmp_path: Path) -> None:
     assert {r["impl"] for r in dec["rows"]} == {"ours", "espnet"}
     assert any(r["extrapolated"] for r in dec["rows"])
     loader = sections["loader"]["result"]["rows"]
-    assert [r["workers"] for r in loader] == [0, 1]
+    assert [(r["augment"], r["workers"]) for r in loader] == [
+        ("cpu", 0), ("cpu", 1), ("device", 0), ("device", 1)]
     assert all(r["frames_per_s"] > 0 for r in loader)
+    assert all(r["augment_frames_per_s"] > 0 and r["augment_device"] == "cpu"
+               for r in loader if r["augment"] == "device")
+    assert [c["augment"] for c in report["loader_vs_step"]] == ["cpu", "device"]
     assert report["loader_vs_step"][0]["workers_needed"] >= 1
     md = (out / "device_check.md").read_text()
     for name in sections:
         assert f"## {name}" in md
-    assert "| synth_grid | fp32-eager |" in md
+    assert "| synth_grid | fp32-eager | device |" in md
     assert (out / "device_check.log").stat().st_size > 0
     assert not list(tmp_path.glob("device_check.*")), "work folder left behind"

@@ -25,6 +25,7 @@ import torch
 
 from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
+from avsr.data.device_augment import AUGMENT_ON, RawVideo, augment_loader_batch, device_augments
 from avsr.data.loader import AVDataLoader, utterance_lengths
 from avsr.data.loading import SeededBatchSampler, worker_init
 from avsr.data.noise import BabbleNoise, NoiseAugment, evaluation_mixer
@@ -93,6 +94,10 @@ class AVDataModule(pl.LightningDataModule):
         storage: ``"media"`` (decode the corpus's mp4/wav) or ``"shards"`` (pre-decoded media
             in ``shards_dir``, written by ``python -m avsr.prepare shards``; avsr.data.shards).
         shards_dir: the shard directory for ``storage="shards"``.
+        augment_on: ``"cpu"`` (the transforms run per item in the loader) or ``"device"``
+            (workers emit uint8 video and raw audio; the same augmentation, built from the
+            transforms' settings, runs batched after the transfer in
+            :meth:`on_after_batch_transfer`: avsr.data.device_augment).
 
     Raises:
         ValueError: a numeric or boolean option of the wrong type or range (names the key and
@@ -135,6 +140,7 @@ class AVDataModule(pl.LightningDataModule):
         unlabelled_max_frames: int | None = None,
         storage: str = "media",
         shards_dir: str | Path | None = None,
+        augment_on: str = "cpu",
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -160,6 +166,13 @@ class AVDataModule(pl.LightningDataModule):
             False: AudioTransform(train=False) if eval_audio_transform is None
             else eval_audio_transform,
         }
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
+        self.device_augment = None
+        if augment_on == "device":  # the transforms' settings move to the batch hook
+            self.device_augment = device_augments(self.video_transforms, self.audio_transforms)
+            self.video_transforms = {True: RawVideo(), False: RawVideo()}
+            self.audio_transforms = {True: None, False: None}
         self.noise = noise
         self.babble_num_speakers = babble_num_speakers
         self.test_noise = dict(test_noise or {})
@@ -280,7 +293,9 @@ class AVDataModule(pl.LightningDataModule):
         return AVDataLoader(
             dataset,
             # workers: per-item augmentation seeds, the same for any worker count and on resume
-            batch_sampler=SeededBatchSampler(sampler, self.seed) if self.num_workers else sampler,
+            # (device augmentation draws from them too: batch["seeds"])
+            batch_sampler=SeededBatchSampler(sampler, self.seed)
+            if self.num_workers or self.device_augment else sampler,
             collate_fn=dataset.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -308,6 +323,15 @@ class AVDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> AVDataLoader:
         return self._loader("test", self._get("test"))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``augment_on=device``: augment the batch on its device (Lightning calls this after
+        moving it, in training, validation and test)."""
+        if self.device_augment is None:
+            return batch
+        trainer = getattr(self, "trainer", None)
+        return augment_loader_batch(self.device_augment, batch,
+                                    bool(trainer is not None and trainer.training))
 
     def babble(self) -> BabbleNoise:
         """Babble noise built from the TRAINING split only (never val/test speech)."""

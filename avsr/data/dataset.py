@@ -266,7 +266,10 @@ class AVDataset(Dataset):
             index, seed = index
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self[index]
+                item = self[index]
+            if item is not None:  # device augmentation draws from it (batch["seeds"])
+                item["seed"] = seed
+            return item
         utt = self.utterances[index]
         self.report.seen += 1
         item = self._item(utt, index)
@@ -354,8 +357,9 @@ def collate_fn(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         dict with ``video`` float (B, T, 1, H, W) or None when no item has video,
         ``video_lengths`` long (B,) (0 where absent), ``audio`` float (B, S) or None,
         ``audio_lengths`` long (B,), ``tokens`` long (B, L) padded with 0, ``token_lengths``
-        long (B,), ``ids`` and ``texts`` (lists of B str) and ``skipped`` (empty list here;
-        :meth:`AVDataset.collate` fills it). B may be 0 when every item was skipped.
+        long (B,), ``ids`` and ``texts`` (lists of B str), ``skipped`` (empty list here;
+        :meth:`AVDataset.collate` fills it) and, when every item came with its loader seed,
+        ``seeds`` long (B,). B may be 0 when every item was skipped.
     """
     kept = [x for x in items if x is not None]
     videos = [x["video"] for x in kept]
@@ -375,4 +379,6 @@ def collate_fn(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         "ids": [x["id"] for x in kept],
         "texts": [x["text"] for x in kept],
         "skipped": [],
+        **({"seeds": torch.tensor([x["seed"] for x in kept], dtype=torch.long)}
+           if kept and all("seed" in x for x in kept) else {}),
     }
