@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from avsr.data.corpora import Utterance, normalize_text, transcript_problem
 from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
+from avsr.data.table import UtteranceTable
 from avsr.data.tokenizer import unknown_text
 from avsr.modalities import STREAMS
 
@@ -167,7 +168,9 @@ class AVDataset(Dataset):
         if not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, "
                              f"got {modalities}")
-        self.utterances = list(utterances)
+        # a table stays a table: a list would build a record object per item (1 M: ~0.5 GB)
+        self.utterances = (utterances if isinstance(utterances, UtteranceTable)
+                           else list(utterances))
         self.tokenizer = tokenizer
         self.video_transform = video_transform
         self.audio_transform = audio_transform
