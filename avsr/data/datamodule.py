@@ -204,11 +204,13 @@ class AVDataModule(pl.LightningDataModule):
         """Train the tokenizer when its model is absent (Lightning runs this on one process)."""
         if self.tokenizer is not None:
             return
-        if self.train_parts is not None:
+        if self.train_parts is not None and any(p.labelled for _, p in self.train_parts):
             ensure_tokenizer_model(self.tokenizer_path, self.vocab_size,
                                    lambda: list(self.composition().labelled.texts),
                                    "the labelled training parts' transcripts")
             return
+        # no labelled part (self-supervised pre-training on unlabelled parts): the corpus's
+        # training split, as without train_sets; validation is labelled all the same
         ensure_tokenizer_model(self.tokenizer_path, self.vocab_size,
                                lambda: [u.text for u in self.corpus.utterances(self.splits["train"])],
                                f"{self.splits['train']} transcripts")
@@ -309,6 +311,9 @@ class AVDataModule(pl.LightningDataModule):
             noise=self.noise if train else noise,
             max_bad_fraction=self.max_bad_fraction,
             cache=self.cache,
+            # the whole pool of a composition holds unlabelled parts: media without text
+            **({"require_text": False} if self.train_parts is not None
+               and training_pool(role, self.train_data) == "all" else {}),
         )
         if self.cache and self.num_workers > 0:
             dataset.preload()  # decoded once here, shared copy-on-write by forked workers

@@ -27,8 +27,9 @@ average, as fairseq's ``ConcatDataset`` ``sample_ratios`` upsample (``w = 2``: t
 a random half, redrawn every epoch). The count each part contributes to each bucket is fixed
 (``floor(w)`` copies of the members plus the fractional rest, split over the buckets by
 largest remainder), so the batch count stays the same every epoch; which members fill the
-fractional rest is drawn per epoch from ``seed + epoch``. With every weight 1 the batches are
-those of the unweighted sampler.
+fractional rest is drawn per epoch from ``seed + epoch`` within the bucket (a bucket too small
+to draw a share from is warned about: fewer buckets fix it). With every weight 1 the batches
+are those of the unweighted sampler.
 
 Memory: lengths, bucket members and the epoch's order are numpy arrays, a few integers per
 item (a 1 M-utterance VoxCeleb2 manifest: ``benchmarks/manifest_scale.py``).
@@ -186,6 +187,17 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
             if rest > 0:
                 order = np.argsort(-(want - np.floor(want)), kind="stable")[:rest]
                 extra[order, g] += 1
+        counts = np.array([[part.size for part in parts] for parts in split], dtype=np.int64)
+        for g, w in enumerate(weights):
+            # a bucket whose share of the part rounds to none or all of its members draws
+            # the same ones every epoch: say so rather than bias the mix silently
+            fixed = (extra[:, g] == 0) | (extra[:, g] == counts[:, g])
+            stuck = int(counts[fixed, g].sum()) if w != math.floor(w) else 0
+            if stuck:
+                log.warning("part %d (weight %s): %d of its %d items lie in length buckets too "
+                            "small to draw a share from: they are drawn in every epoch or in "
+                            "none (use fewer buckets, data.num_buckets)", g, w, stuck,
+                            int(counts[:, g].sum()))
         return [[(parts[g], math.floor(w), int(extra[b, g]))
                  for g, w in enumerate(weights) if parts[g].size]
                 for b, parts in enumerate(split)]
