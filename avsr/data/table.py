@@ -39,10 +39,25 @@ class PackedStrings(Sequence[str]):
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> PackedStrings:
-        encoded = [s.encode("utf-8") for s in strings]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        strings = list(strings)
+        # one join and one encode, the offsets from the separators (vectorised: a million
+        # strings in a fraction of a second); a string holding the separator goes slowly
+        joined = "\x00".join(strings).encode("utf-8")
+        buf = np.frombuffer(joined, dtype=np.uint8)
+        cuts = np.flatnonzero(buf == 0)
+        if cuts.size != max(len(strings) - 1, 0):
+            encoded = [s.encode("utf-8") for s in strings]
+            offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+            np.cumsum([len(b) for b in encoded], out=offsets[1:])
+            return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        starts = np.concatenate([[0], cuts + 1]) if strings else np.zeros(0, dtype=np.int64)
+        ends = np.concatenate([cuts, [buf.size]]) if strings else np.zeros(0, dtype=np.int64)
+        lengths = ends - starts
+        offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        keep = np.ones(buf.size, dtype=bool)
+        keep[cuts] = False
+        return cls(buf[keep], offsets)
 
     def __len__(self) -> int:
         return self.offsets.size - 1
