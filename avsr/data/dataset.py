@@ -195,8 +195,10 @@ class AVDataset(Dataset):
     def _count_unknown_text(self, max_fraction: float) -> None:
         """Count transcripts with ``<unk>`` tokens once, here: the count does not depend on
         workers or epochs, and a sentence encodes in microseconds (~1 s per 100k)."""
-        found = unknown_text(((u.id, u.text) for u in self.utterances), self.tokenizer,
-                             max_fraction=max_fraction)
+        utts = self.utterances
+        pairs = (zip(utts.ids, utts.texts) if isinstance(utts, UtteranceTable)  # no records
+                 else ((u.id, u.text) for u in utts))
+        found = unknown_text(pairs, self.tokenizer, max_fraction=max_fraction)
         self.report.unknown_text = found
         key = (repr(self.tokenizer), len(self.utterances), *found["first_ids"])
         if not found["utterances"] or key in _WARNED_UNKNOWN:
