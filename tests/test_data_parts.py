@@ -167,6 +167,8 @@ def test_transcripts_file_labels_a_part(lrs3_parts: Path, vox2_root: Path, tmp_p
     lenient.setup("fit")
     assert len(lenient.datasets["train"]) == 4
     assert lenient.composition().missing_text == {"vox2": 1}
+    summary = lenient.skip_summary()["train_sets"]  # reaches the run summary
+    assert summary["skipped"] == 1 and summary["files"] == [str(text)]
 
 
 def test_bad_parts_are_named(lrs3_parts: Path, vox2_root: Path, tmp_path: Path) -> None:
@@ -178,6 +180,10 @@ def test_bad_parts_are_named(lrs3_parts: Path, vox2_root: Path, tmp_path: Path) 
     with pytest.raises(FileNotFoundError, match=r"train_sets.extra .*'trainval' not found"):
         setup({"main": _part(split="train"), "extra": _part(corpus=LRS3(missing),
                                                             split="trainval")})
+    # the root is checked when listed: a stored run config still instantiates without it
+    absent = VoxCeleb2(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"train_sets.vox2 .*VoxCeleb2 root not found"):
+        setup({"main": _part(split="train"), "vox2": _part(corpus=absent, split="dev")})
     with pytest.raises(ValueError, match=r"train_sets.vox2.*labelled false|no transcript"):
         setup({"vox2": _part(corpus=VoxCeleb2(vox2_root), split="dev")})
     with pytest.raises(ValueError, match="share 4 utterances"):

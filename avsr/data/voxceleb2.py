@@ -35,18 +35,15 @@ class VoxCeleb2:
             index is refused.
 
     Splits: ``dev`` and ``test``.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a directory.
     """
 
     SPLITS = ("dev", "test")
 
     def __init__(self, root: str | Path, index: str = "index.tsv",
                  max_bad_fraction: float = 0.0) -> None:
+        # checked when listed, not here: evaluation instantiates a run's stored data config,
+        # training-only parts included, on machines that may not hold them
         self.root = Path(root).expanduser().resolve()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"VoxCeleb2 root not found: {self.root}")
         self.index = self.root / index
         self.max_bad_fraction = max_bad_fraction
         self._cache: dict[str, UtteranceTable] = {}
@@ -59,12 +56,14 @@ class VoxCeleb2:
 
         Raises:
             ValueError: unknown split name.
-            FileNotFoundError: no index and no split directory.
+            FileNotFoundError: no root, or no index and no split directory.
             ManifestError: too many unreadable index lines, or none of ``split``.
         """
         if split not in self.SPLITS:
             raise ValueError(f"unknown VoxCeleb2 split {split!r}; expected one of "
                              f"{self.SPLITS}")
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"VoxCeleb2 root not found: {self.root}")
         if split not in self._cache:
             table = self._read_index(split) if self.index.is_file() else self._walk(split)
             self._cache[split] = table
