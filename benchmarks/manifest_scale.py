@@ -1,7 +1,7 @@
 """Listing and sampling a VoxCeleb2-scale training set (1 M utterances) from a manifest.
 
     python benchmarks/manifest_scale.py [--lines 1000000] [--ranks 2] [--max-frames 1800] \
-        [--json out.json]
+        [--plain] [--json out.json]
 
 Writes an AV-HuBERT tsv of ``--lines`` VoxCeleb2-like utterances (ids
 ``dev/mp4/idNNNNN/<video>/<utt>``, 2-16 s at 25 fps, no transcripts) to a temporary folder,
@@ -20,6 +20,8 @@ Times are wall seconds of a plain run; peak memory is a second run of each phase
 ``tracemalloc`` (Python and numpy allocations; ``tracemalloc`` slows allocation, hence two
 runs), plus the process's peak RSS. For comparison, the memory of the same records as a list
 of :class:`~avsr.data.corpora.Utterance` objects (what a corpus reader returned before).
+``--plain`` skips the tracemalloc runs and that list: the peak RSS is then the pipeline's own
+(interpreter, torch and numpy imports included).
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def check_resume(sampler: FrameBudgetBatchSampler, make: Callable[[], FrameBudge
     return len(rest)
 
 
-def run(lines: int, ranks: int, max_frames: int) -> dict[str, Any]:
+def run(lines: int, ranks: int, max_frames: int, plain: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"lines": lines, "ranks": ranks, "max_frames": max_frames}
+    # --plain: no tracemalloc pass (each phase runs once, timed)
+    measure = (lambda fn: (None, 0, 0)) if plain else _peak
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _, out["write_s"] = _timed(lambda: write_manifest(folder, lines))
@@ -122,7 +126,7 @@ def run(lines: int, ranks: int, max_frames: int) -> dict[str, Any]:
             return AVHuBERTManifest(folder, label=None).utterances("train")
 
         table, out["listing_s"] = _timed(listing)
-        _, held, peak = _peak(listing)
+        _, held, peak = measure(listing)
         out["listing_held_mb"], out["listing_peak_mb"] = held / 2**20, peak / 2**20
         out["table_bytes_per_utt"] = held / len(table)
 
@@ -133,7 +137,7 @@ def run(lines: int, ranks: int, max_frames: int) -> dict[str, Any]:
                                                    num_replicas=ranks, rank=rank)
 
         samplers, out["bucketing_s"] = _timed(lambda: [make(r)() for r in range(ranks)])
-        _, held, peak = _peak(lambda: make(0)())
+        _, held, peak = measure(lambda: make(0)())
         out["bucketing_held_mb_per_rank"] = held / 2**20
         out["sampler_bytes_per_utt"] = held / len(table)
         out["bucketing_peak_mb_per_rank"] = peak / 2**20
@@ -143,7 +147,7 @@ def run(lines: int, ranks: int, max_frames: int) -> dict[str, Any]:
         check_epoch(per_rank, lengths, max_frames)
         out["every_utterance_once"] = True
         fresh = [make(r)() for r in range(ranks)]
-        _, _, peak = _peak(lambda: [len(s) for s in fresh])  # one epoch's plan, all ranks
+        _, _, peak = measure(lambda: [len(s) for s in fresh])  # one epoch's plan, all ranks
         out["epoch_plan_peak_mb"] = peak / 2**20
         del per_rank
 
@@ -151,9 +155,12 @@ def run(lines: int, ranks: int, max_frames: int) -> dict[str, Any]:
             lambda: check_resume(make(0)(), make(0)))
         out["resume_exact"] = True
 
-        # the same records as Utterance objects, as a list (what the readers gave before)
-        _, held, _ = _peak(lambda: list(table))
-        out["utterance_list_bytes_per_utt"] = held / len(table)
+        if not plain:  # the same records as Utterance objects (what the readers gave before)
+            _, held, _ = measure(lambda: list(table))
+            out["utterance_list_bytes_per_utt"] = held / len(table)
+    if plain:
+        out = {k: v for k, v in out.items() if k == "manifest_mb"
+               or not k.endswith(("_mb", "_per_utt", "_mb_per_rank"))}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -164,9 +171,10 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=1_000_000)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--max-frames", type=int, default=1800)
+    p.add_argument("--plain", action="store_true", help="times and peak RSS only")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    result = run(args.lines, args.ranks, args.max_frames)
+    result = run(args.lines, args.ranks, args.max_frames, args.plain)
     result["python"] = platform.python_version()
     text = json.dumps(result, indent=2)
     print(text)

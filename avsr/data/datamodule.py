@@ -415,13 +415,6 @@ class AVDataModule(pl.LightningDataModule):
         ``train_sets``: labelled utterances left out of a composition for want of a
         transcript (per part under ``parts``)."""
         summary = {name: ds.skipped for name, ds in self.datasets.items()}
-        missing = self._composition.missing_text if self._composition is not None else {}
-        if missing:
-            n = sum(missing.values())
-            summary["train_sets"] = {
-                "seen": len(self._composition.labelled) + n, "skipped": n,
-                "skipped_unique": n, "by_problem": {"missing transcript": n},
-                "files": sorted({str(p.transcripts) for name, p in self.train_parts or []
-                                 if name in missing and p.transcripts is not None}),
-                "parts": dict(missing)}
+        if self._composition is not None and self._composition.missing_text:
+            summary["train_sets"] = self._composition.skip_summary(self.train_parts or [])
         return summary

@@ -108,6 +108,16 @@ class Composition:
     labelled_parts: np.ndarray
     missing_text: dict[str, int]
 
+    def skip_summary(self, parts: Sequence[tuple[str, TrainPart]]) -> dict[str, Any]:
+        """The utterances left out for want of a transcript, in the form of a dataset's skip
+        summary (:meth:`avsr.data.dataset.SkipReport.summary`) for the run summary."""
+        n = sum(self.missing_text.values())
+        files = {str(p.transcripts) for name, p in parts
+                 if name in self.missing_text and p.transcripts is not None}
+        return {"seen": len(self.labelled) + n, "skipped": n, "skipped_unique": n,
+                "by_problem": {"missing transcript": n} if n else {}, "files": sorted(files),
+                "parts": dict(self.missing_text)}
+
 
 def named_parts(train_sets: Sequence[Any] | Mapping[str, Any]) -> list[tuple[str, TrainPart]]:
     """``(name, part)`` of a list (names ``"0"``, ``"1"``...) or a dict of parts; a part may be
