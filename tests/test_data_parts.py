@@ -245,3 +245,26 @@ def test_hydra_configs_compose_parts(lrs3_parts: Path, vox2_root: Path, tmp_path
         "pretrain", "trainval"]
     cfg = _compose(["data=lrs3", *base])
     assert cfg.data.train_sets is None and hydra.utils.instantiate(cfg.data).train_parts is None
+
+
+def test_semi_supervised_run_on_a_composition(tiny_synth_root: Path, vox2_root: Path,
+                                              tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The recipe's ratio with parts: the synthetic labelled split + VoxCeleb2 unlabelled, one
+    real training step of the semi-supervised stage through avsr.train."""
+    from conftest import tiny_overrides
+
+    from avsr.train import train
+
+    parts = ("data.train_sets={main:{_target_:avsr.data.parts.TrainPart,split:train},"
+             "vox2:{_target_:avsr.data.parts.TrainPart,labelled:false,split:dev,"
+             f"corpus:{{_target_:avsr.data.voxceleb2.VoxCeleb2,root:'{vox2_root}'}}}}}}")
+    cfg = _compose(["+experiment=synth_low_semi", "debug=fdr", parts,
+                    *tiny_overrides(tiny_synth_root, tmp_path)])
+    with caplog.at_level("INFO", logger="avsr.data.datamodule"):
+        summary = train(cfg)
+    assert summary["global_step"] == 1
+    # 10% of the 24 synthetic utterances labelled; all 24 + VoxCeleb2's 5 unlabelled
+    assert "training parts {'main': 24, 'vox2': 5}: 29 utterances, 24 labelled" in caplog.text
+    per_dataset = summary["skipped_media"]["per_dataset"]
+    assert per_dataset["unlabelled"]["seen"] >= 1 and per_dataset["train"]["seen"] >= 1
