@@ -7,7 +7,8 @@
 #   stage 2  WER, clean and babble (beam 40, CTC 0.1, pre-beam by the decoder score)
 #
 #   scripts/autoavsr.sh --data-root /data --modality video --out exp/autoavsr_vsr \
-#       --train-sets "data.train_split=train"
+#       --train-sets "data=lrs3_vox2 data.train_sets.vox2.labelled=true
+#                     data.train_sets.vox2.transcripts=/data/vox2_whisper.txt"
 #   scripts/autoavsr.sh --synthetic true --out exp/autoavsr_synth   # the CPU twin (synth_grid)
 #
 # Options (defaults in brackets):
@@ -16,11 +17,11 @@
 #   --data-root DIR            folder holding lrs3/ (and voxceleb2/...; paths.data_dir); with
 #                              --synthetic, the synthetic corpus root [data/synthetic/grid]
 #   --modality av|video|audio  the model [av]
-#   --train-sets "K=V ..."     the training set as Hydra data overrides [data.train_split=train:
-#                              LRS3 trainval, the recipe's]. auto_avsr's 3,448 h are LRS3
-#                              pretrain + trainval + VoxCeleb2-en + AVSpeech-en with Whisper
-#                              transcripts: a composition of corpus parts the data module takes
-#                              in data.train_sets (pass it here once it is there)
+#   --train-sets "K=V ..."     the training set as Hydra data overrides [empty: the recipe's,
+#                              LRS3 pretrain + trainval (data=lrs3_433h)]. auto_avsr's 3,448 h
+#                              are LRS3 pretrain + trainval + VoxCeleb2-en + AVSpeech-en with
+#                              Whisper transcripts: parts of data.train_sets (README,
+#                              "Training sets as compositions"); no AVSpeech reader exists yet
 #   --synthetic true|false     the twin: synth_grid
 #   --train-args, --eval-args "K=V ..."  per-stage overrides
 #   --python PATH              the interpreter [$PYTHON or python]
@@ -32,7 +33,7 @@
 # auto_avsr #5) and the average of the last 10 epochs are not stages here.
 
 modality=av
-train_sets="data.train_split=train"
+train_sets=""
 synthetic=false
 data_root=""
 train_args=""

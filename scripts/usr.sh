@@ -13,13 +13,14 @@
 # Options (defaults in brackets):
 #   --stage N --stop-stage M   run stages N..M [1..100]
 #   --out DIR                  one folder per stage under DIR [exp/usr]
-#   --data-root DIR            folder holding lrs3/ (paths.data_dir); with --synthetic, the
+#   --data-root DIR            folder holding lrs3/, vox2/ (paths.data_dir); with --synthetic, the
 #                              synthetic corpus root [the recipe's data/synthetic/grid]
 #   --size base|baseplus|large [base]    --resource low|high [low]
 #   --finetune true|false      run stage 3 [false]
 #   --synthetic true|false     the twin: synth_low_braven -> synth_low_semi -> synth_low_finetune
-#   --data-override "K=V ..."  Hydra data overrides for every training stage (a training-set
-#                              composition such as LRS3 + VoxCeleb2 for Base+/Large)
+#   --data-override "K=V ..."  Hydra data overrides for every training stage (the recipes'
+#                              training sets: Base LRS3 433 h, Base+/Large + VoxCeleb2-en;
+#                              e.g. data=lrs3_433h to leave VoxCeleb2 out)
 #   --pretrain-args, --semi-args, --finetune-args, --eval-args "K=V ..."  per-stage overrides
 #   --python PATH              the interpreter [$PYTHON or python]
 #   --dry-run                  print the commands, run nothing

@@ -16,10 +16,11 @@ Wiring notes for the trainer:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -30,9 +31,11 @@ from avsr.data.loader import AVDataLoader, utterance_lengths
 from avsr.data.loading import SeededBatchSampler, worker_init
 from avsr.data.noise import BabbleNoise, NoiseAugment, evaluation_mixer
 from avsr.data.options import check_options
+from avsr.data.parts import Composition, TrainPart, compose, named_parts
 from avsr.data.sampler import FrameBudgetBatchSampler
 from avsr.data.shards import shard_dataset, shard_index
-from avsr.data.splits import TRAIN_DATA, labelled_subset, training_pool
+from avsr.data.splits import TRAIN_DATA, labelled_indices, labelled_subset, training_pool
+from avsr.data.table import UtteranceTable
 from avsr.data.tokenizer import Tokenizer, ensure_tokenizer_model
 from avsr.data.transforms import AudioTransform, VideoTransform
 
@@ -40,11 +43,13 @@ __all__ = ["AVDataModule", "Corpus"]
 
 log = logging.getLogger(__name__)
 
+_BABBLE_CANDIDATES = 20_000  # utterances of a composed training set offered to the babble
+
 
 class Corpus(Protocol):
     """What the data module needs from a corpus reader (LRS3, LRS2, ...)."""
 
-    def utterances(self, split: str) -> list[Utterance]: ...  # pragma: no cover
+    def utterances(self, split: str) -> Sequence[Utterance]: ...  # pragma: no cover
 
 
 class AVDataModule(pl.LightningDataModule):
@@ -60,6 +65,13 @@ class AVDataModule(pl.LightningDataModule):
             saved here when it does not exist.
         vocab_size: vocabulary size used when the tokenizer must be trained.
         train_split, val_split, test_split: split names of ``corpus``.
+        train_sets: the training set as corpus parts (:class:`~avsr.data.parts.TrainPart`:
+            corpus, split, weight, labelled, transcripts), a list or a dict name -> part (None
+            drops an inherited part). The labelled parts are the labelled pool (then
+            ``labelled_fraction`` draws its share), every part the pool of ``train_data="all"``
+            and of the unlabelled loader; each part is drawn ``weight`` times per epoch. None
+            (default): ``corpus`` split ``train_split``, as one labelled part. See
+            :mod:`avsr.data.parts`.
         modalities: modalities to load (``audio``, ``video``).
         max_frames: training frame budget per batch (batch size × longest item).
         max_frames_eval: evaluation budget (default: ``max_frames``).
@@ -117,6 +129,8 @@ class AVDataModule(pl.LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
+        train_sets: Sequence[TrainPart | Mapping[str, Any]]
+        | Mapping[str, TrainPart | Mapping[str, Any] | None] | None = None,
         modalities: Sequence[str] = ("audio", "video"),
         max_frames: int = 1600,
         max_frames_eval: int | None = None,
@@ -147,6 +161,10 @@ class AVDataModule(pl.LightningDataModule):
         self.tokenizer_path = Path(tokenizer_path)
         self.vocab_size = vocab_size
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        # parts are listed on first use (setup), not here: building the module stays cheap
+        self.train_parts = named_parts(train_sets) if train_sets is not None else None
+        self._composition: Composition | None = None
+        self._pool_parts: dict[str, np.ndarray] = {}  # role -> part index of every item
         self.modalities = tuple(modalities)
         self.max_frames = max_frames
         self.max_frames_eval = max_frames_eval or max_frames
@@ -199,6 +217,13 @@ class AVDataModule(pl.LightningDataModule):
         """Train the tokenizer when its model is absent (Lightning runs this on one process)."""
         if self.tokenizer is not None:
             return
+        if self.train_parts is not None and any(p.labelled for _, p in self.train_parts):
+            ensure_tokenizer_model(self.tokenizer_path, self.vocab_size,
+                                   lambda: list(self.composition().labelled.texts),
+                                   "the labelled training parts' transcripts")
+            return
+        # no labelled part (self-supervised pre-training on unlabelled parts): the corpus's
+        # training split, as without train_sets; validation is labelled all the same
         ensure_tokenizer_model(self.tokenizer_path, self.vocab_size,
                                lambda: [u.text for u in self.corpus.utterances(self.splits["train"])],
                                f"{self.splits['train']} transcripts")
@@ -236,13 +261,50 @@ class AVDataModule(pl.LightningDataModule):
             if role not in self.datasets:
                 self.datasets[role] = self._dataset(role)
 
-    def labelled_utterances(self) -> list[Utterance]:
+    def composition(self) -> Composition:
+        """The listed ``train_sets`` (listed once).
+
+        Raises:
+            RuntimeError: the module has no ``train_sets``.
+        """
+        if self.train_parts is None:
+            raise RuntimeError("no data.train_sets: the training set is data.corpus split "
+                               "data.train_split")
+        if self._composition is None:
+            self._composition = compose(self.train_parts, self.corpus, self.max_bad_fraction)
+            c = self._composition
+            log.info("training parts %s: %d utterances, %d labelled", dict(zip(
+                c.names, np.bincount(c.whole_parts, minlength=len(c.names)).tolist())),
+                len(c.whole), len(c.labelled))
+        return self._composition
+
+    def labelled_utterances(self) -> Sequence[Utterance]:
         """The training utterances whose transcripts are used (all when the fraction is 1)."""
+        if self.train_parts is not None:
+            return self._labelled_pool()[0]
         return labelled_subset(self.corpus.utterances(self.splits["train"]),
                                self.labelled_fraction, self.labelled_seed)
 
-    def _utterances(self, role: str) -> list[Utterance]:
-        if training_pool(role, self.train_data) == "all":
+    def _labelled_pool(self) -> tuple[UtteranceTable, np.ndarray]:
+        c = self.composition()
+        if self.labelled_fraction >= 1.0:
+            return c.labelled, c.labelled_parts
+        keep = np.asarray(labelled_indices(c.labelled.ids, self.labelled_fraction,
+                                           self.labelled_seed), dtype=np.int64)
+        return c.labelled.take(keep), c.labelled_parts[keep]
+
+    def _utterances(self, role: str) -> Sequence[Utterance]:
+        pool = training_pool(role, self.train_data)
+        if self.train_parts is not None and pool is not None:
+            c = self.composition()
+            utterances, parts = ((c.whole, c.whole_parts) if pool == "all"
+                                 else self._labelled_pool())
+            if not len(utterances):
+                raise ValueError("data.train_sets has no labelled part: the labelled pool is "
+                                 "empty (set labelled: true on a part, or train_data: all)")
+            self._pool_parts[role] = parts
+            return utterances
+        if pool == "all":
             return self.corpus.utterances(self.splits["train"])
         if role == "train":
             return self.labelled_utterances()
@@ -262,6 +324,9 @@ class AVDataModule(pl.LightningDataModule):
             noise=self.noise if train else noise,
             max_bad_fraction=self.max_bad_fraction,
             cache=self.cache,
+            # the whole pool of a composition holds unlabelled parts: media without text
+            **({"require_text": False} if self.train_parts is not None
+               and training_pool(role, self.train_data) == "all" else {}),
         )
         if self.cache and self.num_workers > 0:
             dataset.preload()  # decoded once here, shared copy-on-write by forked workers
@@ -281,6 +346,7 @@ class AVDataModule(pl.LightningDataModule):
         train = role in ("train", "unlabelled")
         self._check_trainer()
         budget = {"train": self.max_frames, "unlabelled": self.unlabelled_max_frames}
+        parts = self._pool_parts.get(role) if train else None
         sampler = FrameBudgetBatchSampler(
             utterance_lengths(dataset.utterances),
             budget.get(role, self.max_frames_eval),
@@ -288,6 +354,8 @@ class AVDataModule(pl.LightningDataModule):
             seed=self.seed,
             num_buckets=self.num_buckets,
             max_batch_size=self.max_batch_size,
+            groups=parts,
+            group_weights=self.composition().weights if parts is not None else None,
         )
         self.samplers[role] = sampler
         return AVDataLoader(
@@ -336,7 +404,15 @@ class AVDataModule(pl.LightningDataModule):
     def babble(self) -> BabbleNoise:
         """Babble noise built from the TRAINING split only (never val/test speech)."""
         if self._babble is None:
-            train_utts = self.corpus.utterances(self.splits["train"])
+            if self.train_parts is not None:
+                train_utts: Sequence[Utterance] = self.composition().whole
+                if len(train_utts) > _BABBLE_CANDIDATES:
+                    # BabbleNoise keeps 256 talkers: evenly spaced candidates spare building
+                    # a record per utterance of a million-item table
+                    train_utts = train_utts.take(np.linspace(
+                        0, len(train_utts) - 1, _BABBLE_CANDIDATES).astype(np.int64))
+            else:
+                train_utts = self.corpus.utterances(self.splits["train"])
             self._babble = BabbleNoise(train_utts, num_speakers=self.babble_num_speakers,
                                        seed=self.seed)
         return self._babble
@@ -359,5 +435,10 @@ class AVDataModule(pl.LightningDataModule):
         return self._loader("test", self.datasets[key])
 
     def skip_summary(self) -> dict[str, dict[str, Any]]:
-        """Skip summaries per dataset built so far (for the run summary)."""
-        return {name: ds.skipped for name, ds in self.datasets.items()}
+        """Skip summaries per dataset built so far (for the run summary), and
+        ``train_sets``: labelled utterances left out of a composition for want of a
+        transcript (per part under ``parts``)."""
+        summary = {name: ds.skipped for name, ds in self.datasets.items()}
+        if self._composition is not None and self._composition.missing_text:
+            summary["train_sets"] = self._composition.skip_summary(self.train_parts or [])
+        return summary

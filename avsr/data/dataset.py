@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from avsr.data.corpora import Utterance, normalize_text, transcript_problem
 from avsr.data.io import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, MediaError, load_audio, load_video
+from avsr.data.table import UtteranceTable
 from avsr.data.tokenizer import unknown_text
 from avsr.modalities import STREAMS
 
@@ -145,6 +146,9 @@ class AVDataset(Dataset):
             frames of slack. None: no check.
         unknown_fraction: transcripts with a larger share of ``<unk>`` tokens are named apart
             in the ``unknown_text`` count.
+        require_text: with a tokenizer, skip an item without a transcript. False: such an
+            item loads with no tokens (the whole pool of a composed training set, whose
+            unlabelled parts have none; self-supervised objectives ignore tokens).
     """
 
     def __init__(
@@ -162,12 +166,15 @@ class AVDataset(Dataset):
         max_av_mismatch_s: float | None = 0.4,
         max_text_overrun_s: float | None = 0.2,
         unknown_fraction: float = 0.1,
+        require_text: bool = True,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, "
                              f"got {modalities}")
-        self.utterances = list(utterances)
+        # a table stays a table: a list would build a record object per item (1 M: ~0.5 GB)
+        self.utterances = (utterances if isinstance(utterances, UtteranceTable)
+                           else list(utterances))
         self.tokenizer = tokenizer
         self.video_transform = video_transform
         self.audio_transform = audio_transform
@@ -178,6 +185,7 @@ class AVDataset(Dataset):
         self.max_av_mismatch_s = max_av_mismatch_s
         self.max_text_overrun_s = max_text_overrun_s
         self.cache = cache
+        self.require_text = require_text
         self._cache: dict[int, tuple[Tensor | None, Tensor | None] | MediaError] = {}
         self.report = SkipReport()
         self._pending: list[dict[str, str]] = []  # skips since the last collate, this process
@@ -187,8 +195,10 @@ class AVDataset(Dataset):
     def _count_unknown_text(self, max_fraction: float) -> None:
         """Count transcripts with ``<unk>`` tokens once, here: the count does not depend on
         workers or epochs, and a sentence encodes in microseconds (~1 s per 100k)."""
-        found = unknown_text(((u.id, u.text) for u in self.utterances), self.tokenizer,
-                             max_fraction=max_fraction)
+        utts = self.utterances
+        pairs = (zip(utts.ids, utts.texts) if isinstance(utts, UtteranceTable)  # no records
+                 else ((u.id, u.text) for u in utts))
+        found = unknown_text(pairs, self.tokenizer, max_fraction=max_fraction)
         self.report.unknown_text = found
         key = (repr(self.tokenizer), len(self.utterances), *found["first_ids"])
         if not found["utterances"] or key in _WARNED_UNKNOWN:
@@ -278,7 +288,7 @@ class AVDataset(Dataset):
 
     def _item(self, utt: Utterance, index: int) -> dict[str, Any] | None:
         text = normalize_text(utt.text)
-        if self.tokenizer is not None and not text:
+        if self.tokenizer is not None and not text and self.require_text:
             media = utt.video_path or utt.audio_path
             txt = Path(media).with_suffix(".txt") if media else None
             # the corpus reader gave empty text; say why (missing, empty, no Text: line)
@@ -296,7 +306,7 @@ class AVDataset(Dataset):
             if limit is not None and abs(video_s - audio_s) > limit:
                 return self._skip(utt, utt.video_path, "audio/video length mismatch "
                                   f"(audio {audio_s:.2f} s, video {video_s:.2f} s)")
-        if self.tokenizer is not None and utt.num_frames is not None and (
+        if self.tokenizer is not None and text and utt.num_frames is not None and (
                 self.max_text_overrun_s is not None):  # timings matter only for used labels
             media_s = (video.shape[0] / FPS if video is not None
                        else audio.numel() / SAMPLE_RATE)
@@ -318,7 +328,7 @@ class AVDataset(Dataset):
         if video is not None:
             video = (self.video_transform(video) if self.video_transform is not None
                      else video.float().div(255.0).unsqueeze(1))
-        tokens = self.tokenizer.encode(text) if self.tokenizer is not None else []
+        tokens = self.tokenizer.encode(text) if self.tokenizer is not None and text else []
         return {"id": utt.id, "text": text, "tokens": torch.tensor(tokens, dtype=torch.long),
                 "video": video, "audio": audio}
 

@@ -11,33 +11,41 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from avsr.data.corpora import Utterance
 from avsr.data.dataset import AVDataset
 from avsr.data.io import FPS, MediaError, probe
+from avsr.data.table import UtteranceTable
 
 __all__ = ["AVDataLoader", "utterance_lengths"]
 
 
-def utterance_lengths(utterances: Sequence[Utterance]) -> list[int]:
+def utterance_lengths(utterances: Sequence[Utterance]) -> list[int] | np.ndarray:
     """Length in video frames of every utterance, for the sampler.
 
     ``num_frames`` when the corpus knew it; otherwise a container probe (header only, no
-    decoding). An unreadable file gets length 1: the dataset will skip and report it.
+    decoding). An unreadable file gets length 1: the dataset will skip and report it. A
+    :class:`~avsr.data.table.UtteranceTable` gives an int64 array (its frame column; only the
+    unknown ones are probed), a list of records a list.
     """
-    lengths = []
-    for u in utterances:
-        n = u.num_frames
-        if n is None:
-            path = u.video_path or u.audio_path
-            try:
-                info = probe(path) if path is not None else {}
-            except MediaError:
-                info = {}
-            n = info.get("num_frames") or round((info.get("duration") or 0.0) * FPS)
-        lengths.append(max(1, int(n)))
-    return lengths
+    if isinstance(utterances, UtteranceTable):
+        lengths = utterances.num_frames.copy()
+        for i in np.flatnonzero(lengths < 0).tolist():
+            lengths[i] = _probe_frames(utterances[i])
+        return np.maximum(lengths, 1)
+    return [max(1, int(u.num_frames if u.num_frames is not None else _probe_frames(u)))
+            for u in utterances]
+
+
+def _probe_frames(u: Utterance) -> int:
+    path = u.video_path or u.audio_path
+    try:
+        info = probe(path) if path is not None else {}
+    except MediaError:
+        info = {}
+    return int(info.get("num_frames") or round((info.get("duration") or 0.0) * FPS))
 
 
 class AVDataLoader(DataLoader):

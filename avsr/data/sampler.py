@@ -20,14 +20,29 @@ every rank gets the SAME number of batches, so no rank waits in a collective for
 - ``drop_last=True``: the partial last batch of every bucket and the trailing batches that do
   not fill a round are dropped, so some items are skipped in that epoch (a different set next
   epoch).
+
+Weighted parts (``groups`` and ``group_weights``; a training set composed of corpus parts,
+:mod:`avsr.data.parts`): an item of a part of weight ``w`` is drawn ``w`` times per epoch on
+average, as fairseq's ``ConcatDataset`` ``sample_ratios`` upsample (``w = 2``: twice; ``0.5``:
+a random half, redrawn every epoch). The count each part contributes to each bucket is fixed
+(``floor(w)`` copies of the members plus the fractional rest, split over the buckets by
+largest remainder), so the batch count stays the same every epoch; which members fill the
+fractional rest is drawn per epoch from ``seed + epoch`` within the bucket (a bucket too small
+to draw a share from is warned about: fewer buckets fix it). With every weight 1 the batches
+are those of the unweighted sampler.
+
+Memory: lengths, bucket members and the epoch's order are numpy arrays, a few integers per
+item (a 1 M-utterance VoxCeleb2 manifest: ``benchmarks/manifest_scale.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
@@ -35,6 +50,10 @@ from torch.utils.data import Sampler
 __all__ = ["FrameBudgetBatchSampler"]
 
 log = logging.getLogger(__name__)
+
+# one bucket: its members (item indices, shortest first), its batch size and, for weighted
+# parts, (members of a part, whole copies, extra members drawn per epoch) per part
+_Bucket = tuple[np.ndarray, int, list[tuple[np.ndarray, int, int]] | None]
 
 
 class FrameBudgetBatchSampler(Sampler[list[int]]):
@@ -55,15 +74,22 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         drop_last: see the module docstring.
         num_replicas: number of ranks; default: the torch.distributed world size, or 1.
         rank: this rank; default: the torch.distributed rank, or 0.
+        groups: the part of every item (0 ... number of parts - 1), for ``group_weights``.
+        group_weights: sampling weight of every part (> 0): expected draws per item and epoch
+            (see the module docstring). None: every item once per epoch.
 
     Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler``; ``sampler`` is this
     object for that reason. Give the trainer ``use_distributed_sampler=False`` so Lightning
     does not try to swap in a ``DistributedSampler`` (this sampler shards by itself).
+
+    Raises:
+        ValueError: a non-positive budget or weight, a rank outside the world, or ``groups``
+            of another length than ``lengths``.
     """
 
     def __init__(
         self,
-        lengths: Sequence[int],
+        lengths: Sequence[int] | np.ndarray,
         max_frames: int,
         *,
         shuffle: bool = True,
@@ -74,6 +100,8 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         num_replicas: int | None = None,
         rank: int | None = None,
+        groups: Sequence[int] | np.ndarray | None = None,
+        group_weights: Sequence[float] | None = None,
     ) -> None:
         if max_frames <= 0:
             raise ValueError(f"max_frames must be positive, got {max_frames}")
@@ -84,7 +112,8 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
             rank = dist.get_rank() if distributed else 0
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} not in [0, {num_replicas})")
-        self.lengths = [max(1, int(n)) for n in lengths]
+        # int64: a few integers per item, not a Python int object each (1 M items: 8 MB)
+        self.lengths = np.maximum(np.asarray(lengths, dtype=np.int64).reshape(-1), 1)
         self.max_frames = max_frames
         self.shuffle = shuffle
         self.seed = seed
@@ -95,75 +124,144 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self._resume_position = 0  # batches of this rank to skip (from load_state_dict)
         self._position = 0  # batches of this rank yielded in the current epoch
-        self._cache: tuple[int, list[list[int]]] | None = None
+        # (epoch, epoch order of items, this rank's batch starts, this rank's batch sizes)
+        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._groups, self._weights = _check_groups(groups, group_weights, len(self.lengths))
 
-        oversized = [i for i, n in enumerate(self.lengths) if n > max_frames]
-        self.num_oversized = len(oversized)
-        if oversized:
+        over = self.lengths > max_frames
+        oversized = np.flatnonzero(over)
+        self.num_oversized = int(oversized.size)
+        if oversized.size:
             log.warning("%d items are longer than max_frames=%d and form single-item batches "
-                        "(longest %d frames)", len(oversized), max_frames,
-                        max(self.lengths[i] for i in oversized))
-        over = set(oversized)
-        fitting = [i for i in range(len(self.lengths)) if i not in over]
+                        "(longest %d frames)", oversized.size, max_frames,
+                        int(self.lengths[oversized].max()))
+        fitting = np.flatnonzero(~over)
         self._buckets = self._make_buckets(fitting, num_buckets, bucket_width)
         self._singletons = oversized
 
     # -- bucketing ------------------------------------------------------------------------
 
-    def _make_buckets(self, items: list[int], num_buckets: int, bucket_width: int | None
-                      ) -> list[tuple[list[int], int]]:
-        """Fixed (members, batch size) pairs, shortest bucket first."""
-        by_len = sorted(items, key=lambda i: (self.lengths[i], i))
-        groups: list[list[int]] = []
+    def _make_buckets(self, items: np.ndarray, num_buckets: int, bucket_width: int | None
+                      ) -> list[_Bucket]:
+        """Fixed (members, batch size, weighted parts) triples, shortest bucket first."""
+        # stable sort of increasing indices: ties keep index order
+        by_len = items[np.argsort(self.lengths[items], kind="stable")]
+        groups: list[np.ndarray] = []
         if bucket_width is not None:
             if bucket_width <= 0:
                 raise ValueError(f"bucket_width must be positive, got {bucket_width}")
-            current: dict[int, list[int]] = {}
-            for i in by_len:
-                current.setdefault(self.lengths[i] // bucket_width, []).append(i)
-            groups = [current[k] for k in sorted(current)]
-        elif by_len:
-            k = max(1, min(num_buckets, len(by_len)))
-            bounds = [round(j * len(by_len) / k) for j in range(k + 1)]
+            keys = self.lengths[by_len] // bucket_width
+            cuts = np.flatnonzero(np.diff(keys)) + 1
+            groups = [g for g in np.split(by_len, cuts) if g.size]
+        elif by_len.size:
+            k = max(1, min(num_buckets, by_len.size))
+            bounds = [round(j * by_len.size / k) for j in range(k + 1)]
             groups = [by_len[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        buckets = []
+        sizes = []
         for members in groups:
-            size = max(1, self.max_frames // max(self.lengths[i] for i in members))
+            size = max(1, self.max_frames // int(self.lengths[members].max()))
             if self.max_batch_size is not None:
                 size = min(size, self.max_batch_size)
-            buckets.append((members, size))
-        return buckets
+            sizes.append(size)
+        parts = self._weighted_parts(groups)
+        return [(m, s, p) for m, s, p in zip(groups, sizes, parts)]
 
-    def _all_batches(self, epoch: int) -> list[list[int]]:
-        """Every batch of ``epoch`` (all ranks), in the epoch's order."""
+    def _weighted_parts(self, buckets: list[np.ndarray]
+                        ) -> list[list[tuple[np.ndarray, int, int]] | None]:
+        """Per bucket and part: (members, whole copies, extra draws per epoch); None per
+        bucket when every weight is 1 (the unweighted path, batches unchanged)."""
+        if self._weights is None:
+            return [None] * len(buckets)
+        groups, weights = self._groups, self._weights
+        split = [[m[groups[m] == g] for g in range(len(weights))] for m in buckets]
+        extra = np.zeros((len(buckets), len(weights)), dtype=np.int64)
+        for g, w in enumerate(weights):
+            frac = w - math.floor(w)
+            if frac == 0:
+                continue
+            counts = np.array([parts[g].size for parts in split], dtype=np.float64)
+            want = frac * counts
+            extra[:, g] = np.floor(want)
+            # largest remainder: the part's total is round(frac * its size), fixed per epoch
+            rest = int(round(frac * counts.sum())) - int(extra[:, g].sum())
+            if rest > 0:
+                order = np.argsort(-(want - np.floor(want)), kind="stable")[:rest]
+                extra[order, g] += 1
+        counts = np.array([[part.size for part in parts] for parts in split], dtype=np.int64)
+        for g, w in enumerate(weights):
+            # a bucket whose share of the part rounds to none or all of its members draws
+            # the same ones every epoch: say so rather than bias the mix silently
+            fixed = (extra[:, g] == 0) | (extra[:, g] == counts[:, g])
+            stuck = int(counts[fixed, g].sum()) if w != math.floor(w) else 0
+            if stuck:
+                log.warning("part %d (weight %s): %d of its %d items lie in length buckets too "
+                            "small to draw a share from: they are drawn in every epoch or in "
+                            "none (use fewer buckets, data.num_buckets)", g, w, stuck,
+                            int(counts[:, g].sum()))
+        return [[(parts[g], math.floor(w), int(extra[b, g]))
+                 for g, w in enumerate(weights) if parts[g].size]
+                for b, parts in enumerate(split)]
+
+    def _members(self, bucket: _Bucket, g: torch.Generator) -> np.ndarray:
+        """The bucket's items of one epoch: every member once, or its parts' weighted draw."""
+        members, _, parts = bucket
+        if parts is None:
+            return members
+        drawn = []
+        for part, copies, extra in parts:
+            drawn += [part] * copies
+            if extra:
+                pick = torch.randperm(part.size, generator=g)[:extra].numpy()
+                drawn.append(part[np.sort(pick)])
+        return np.concatenate(drawn) if drawn else members[:0]
+
+    def _epoch_batches(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every batch of ``epoch`` (all ranks), in the epoch's order, as the item order and
+        each batch's (start, size) in it."""
         g = torch.Generator().manual_seed(self.seed + epoch)
-        batches: list[list[int]] = []
-        for members, size in self._buckets:
+        chunks, starts, sizes = [], [], []
+        offset = 0
+        for bucket in self._buckets:
+            members, size = self._members(bucket, g), bucket[1]
             if self.shuffle:
-                members = [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
-            cut = [members[a:a + size] for a in range(0, len(members), size)]
-            if self.drop_last and cut and len(cut[-1]) < size:
-                cut.pop()
-            batches += cut
-        batches += [[i] for i in self._singletons]
+                members = members[torch.randperm(members.size, generator=g).numpy()]
+            n = members.size
+            cut = np.arange(0, n, size, dtype=np.int64)
+            lens = np.minimum(size, n - cut)
+            if self.drop_last and lens.size and lens[-1] < size:
+                cut, lens = cut[:-1], lens[:-1]
+            chunks.append(members)
+            starts.append(cut + offset)
+            sizes.append(lens)
+            offset += n
+        chunks.append(self._singletons)
+        starts.append(np.arange(self._singletons.size, dtype=np.int64) + offset)
+        sizes.append(np.ones(self._singletons.size, dtype=np.int64))
+        order = np.concatenate(chunks).astype(np.int64, copy=False)
+        start, size = np.concatenate(starts), np.concatenate(sizes)
         if self.shuffle:
-            batches = [batches[j] for j in torch.randperm(len(batches), generator=g).tolist()]
-        return batches
+            perm = torch.randperm(start.size, generator=g).numpy()
+            start, size = start[perm], size[perm]
+        return order, start, size
+
+    def _rank_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(epoch order, batch starts, batch sizes) of this rank's batches, cached."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1:]
+        order, start, size = self._epoch_batches(epoch)
+        r = self.num_replicas
+        if self.drop_last:
+            keep = start.size // r * r
+            start, size = start[:keep], size[:keep]
+        elif start.size and start.size % r:
+            start, size = _split_to_multiple(start, size, r)
+        self._cache = (epoch, order, start[self.rank::r], size[self.rank::r])
+        return self._cache[1:]
 
     def rank_batches(self, epoch: int | None = None) -> list[list[int]]:
         """The batches of this rank for ``epoch`` (default: the current epoch)."""
-        epoch = self.epoch if epoch is None else epoch
-        if self._cache is not None and self._cache[0] == epoch:
-            return self._cache[1]
-        batches = self._all_batches(epoch)
-        r = self.num_replicas
-        if self.drop_last:
-            batches = batches[: len(batches) // r * r]
-        elif batches and len(batches) % r:
-            batches = _split_to_multiple(batches, r)
-        mine = batches[self.rank::r]
-        self._cache = (epoch, mine)
-        return mine
+        order, start, size = self._rank_plan(self.epoch if epoch is None else epoch)
+        return [order[a:a + n].tolist() for a, n in zip(start.tolist(), size.tolist())]
 
     # -- Sampler protocol -----------------------------------------------------------------
 
@@ -174,15 +272,16 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         """Batches of this rank in a full epoch (the same for every epoch and rank)."""
-        return len(self.rank_batches())
+        return int(self._rank_plan(self.epoch)[1].size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.rank_batches()
-        start = min(self._resume_position, len(batches))
-        self._position = start
-        for i in range(start, len(batches)):
+        order, start, size = self._rank_plan(self.epoch)
+        start_at = min(self._resume_position, start.size)
+        self._position = start_at
+        for i in range(start_at, start.size):
             self._position = i + 1  # counts the batch being handed out
-            yield list(batches[i])
+            a = int(start[i])
+            yield order[a:a + int(size[i])].tolist()
         # a complete pass uses up the resume offset: the next pass starts at 0
         self._resume_position = 0
 
@@ -218,19 +317,53 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         self._position = self._resume_position
 
 
-def _split_to_multiple(batches: list[list[int]], multiple: int) -> list[list[int]]:
-    """Halve the largest batch until ``len(batches)`` is a multiple of ``multiple``.
+
+def _check_groups(groups: Sequence[int] | np.ndarray | None,
+                  weights: Sequence[float] | None, n: int
+                  ) -> tuple[np.ndarray | None, list[float] | None]:
+    """The items' part indices and the parts' weights; (None, None) when no weighting is
+    needed (no weights, or every weight 1: the unweighted batches, bit for bit).
+
+    Raises:
+        ValueError: a weight that is not a positive finite number, or ``groups`` of the wrong
+            length or with a part index that has no weight.
+    """
+    if weights is None:
+        return None, None
+    weights = [float(w) for w in weights]
+    bad = [w for w in weights if not (math.isfinite(w) and w > 0)]
+    if bad:
+        raise ValueError(f"group_weights must be positive numbers, got {weights}")
+    if groups is None:
+        raise ValueError("group_weights needs groups (the part of every item)")
+    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if groups.size != n:
+        raise ValueError(f"groups has {groups.size} entries for {n} items")
+    if groups.size and (groups.min() < 0 or groups.max() >= len(weights)):
+        raise ValueError(f"groups must lie in [0, {len(weights)}) (one weight per part)")
+    if all(w == 1.0 for w in weights):
+        return None, None
+    return groups, weights
+
+
+def _split_to_multiple(start: np.ndarray, size: np.ndarray, multiple: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Halve the largest batch until the batch count is a multiple of ``multiple``.
 
     Deterministic (ties go to the earliest batch); the halves stay next to each other, and a
     half of a batch that fits the frame budget fits it too. When every batch is a single item
     and there are still too few, empty batches fill the last round (tiny sets only).
     """
-    out = [list(b) for b in batches]
-    while len(out) % multiple:
-        j = max(range(len(out)), key=lambda k: (len(out[k]), -k))
-        if len(out[j]) < 2:
-            out += [[] for _ in range(-len(out) % multiple)]
+    start, size = start.copy(), size.copy()
+    while start.size % multiple:
+        j = int(np.argmax(size))  # the first of the largest
+        if size[j] < 2:
+            pad = -start.size % multiple
+            start = np.concatenate([start, np.zeros(pad, dtype=start.dtype)])
+            size = np.concatenate([size, np.zeros(pad, dtype=size.dtype)])
             break
-        half = (len(out[j]) + 1) // 2
-        out[j:j + 1] = [out[j][:half], out[j][half:]]
-    return out
+        half = (int(size[j]) + 1) // 2
+        start = np.insert(start, j + 1, start[j] + half)
+        size = np.insert(size, j + 1, size[j] - half)
+        size[j] = half
+    return start, size
