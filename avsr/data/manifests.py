@@ -143,6 +143,15 @@ class _Columns:
         return self.tables[0] if len(self.tables) == 1 else UtteranceTable.concat(self.tables)
 
 
+def _finish(rows: _Columns, bad: _Lines, total: int, source: Path) -> UtteranceTable:
+    """Judge the skipped lines, then the table of ``source``; an empty one is an error."""
+    bad.check(total)
+    table = rows.table()
+    if not len(table):
+        raise ManifestError(f"{source}: no usable utterance")
+    return table
+
+
 class AVHuBERTManifest:
     """AV-HuBERT's ``{train,valid,test}.tsv`` (+ ``.wrd``) as a corpus.
 
@@ -229,12 +238,8 @@ class AVHuBERTManifest:
         if labels is not None and next(labels, None) is not None:
             raise ManifestError(f"{wrd} has more lines than {tsv} has utterances: "
                                 "transcripts and utterances do not line up")
-        bad.check(total)
         self.bad_lines[split] = bad.bad
-        table = rows.table()
-        if not len(table):
-            raise ManifestError(f"{tsv}: no usable utterance")
-        return table
+        return _finish(rows, bad, total, tsv)
 
 
 class AutoAVSRManifest:
@@ -335,9 +340,5 @@ class AutoAVSRManifest:
                 bases.append(self._base(tag, f"{csv}:{n}"))
             stem = rel[:-4] if rel.endswith(".mp4") else rel
             rows.add(f"{tag}/{stem}", text, rel, f"{stem}.wav", frames, base_of[tag])
-        bad.check(total)
         self.bad_lines[split] = bad.bad
-        table = rows.table()
-        if not len(table):
-            raise ManifestError(f"{csv}: no usable utterance")
-        return table
+        return _finish(rows, bad, total, csv)
