@@ -11,7 +11,8 @@ run continues where it stopped):
 4. the test split, decoded once per reported configuration: the whole noise matrix without
    the LM, and with the LM at each modality's chosen weight.
 5. the table, with the homophene floor (``benchmarks/homophene_floor.py --open --corpus``)
-   beside every VSR figure: ``<out>/results.{json,md}``.
+   beside every VSR figure, and the clean test words' error rate by how often training saw
+   each word (``avsr.metrics.word_frequency``): ``<out>/results.{json,md}``.
 
     python benchmarks/synth_open.py --run logs/synth_open --out benchmarks/results/synth_open
 
@@ -151,6 +152,47 @@ def table(rows: dict[str, list[dict[str, Any]]], floor: float | None) -> str:
     return "\n".join(lines)
 
 
+def _hyps(path: Path) -> tuple[list[str], list[str]]:
+    """References and hypotheses of one ``hyps/*.tsv`` file of ``avsr.evaluate``."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line]
+    return [r[3] for r in rows], [r[4] if len(r) > 4 else "" for r in rows]
+
+
+def frequency_breakdown(run: Path, cfg) -> dict[str, Any]:
+    """Clean test word errors by training count, per modality, without and with the LM."""
+    from avsr.data.corpora import LRS3
+    from avsr.metrics.word_frequency import errors_by_frequency, word_counts
+
+    counts = word_counts(u.text for u in LRS3(cfg.data.corpus.root).utterances("train"))
+    found: dict[str, Any] = {}
+    for setting, folder in (("no_lm", lambda m: run / "test_no_lm"),
+                            ("lm", lambda m: run / f"test_lm_{m}")):
+        for m in MODALITIES:
+            path = folder(m) / "hyps" / f"{m}_clean_beam.tsv"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: rerun stage 4")
+            buckets, insertions = errors_by_frequency(*_hyps(path), counts)
+            found[f"{m}/{setting}"] = {
+                "insertions": insertions,
+                "buckets": {b.label: {"words": b.words, "errors": b.errors} for b in buckets}}
+    return found
+
+
+def frequency_table(found: dict[str, Any]) -> str:
+    """Markdown: one row per modality and LM setting, one column per training-count bucket."""
+    labels = list(next(iter(found.values()))["buckets"])
+    words = {lb: next(iter(found.values()))["buckets"][lb]["words"] for lb in labels}
+    lines = ["| modality | LM | " + " | ".join(f"seen {lb}× ({words[lb]} words)" for lb in labels)
+             + " | insertions |", "|" + "---|" * (len(labels) + 3)]
+    for key, entry in found.items():
+        m, setting = key.split("/")
+        cells = [f"{100 * b['errors'] / b['words']:.1f}" if b["words"] else "—"
+                 for b in entry["buckets"].values()]
+        lines.append(f"| {m} | {'yes' if setting == 'lm' else 'no'} | " + " | ".join(cells)
+                     + f" | {entry['insertions']} |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     run_dir, out = Path(args.run).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -190,8 +232,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if 5 in stages:
         floor = _json(Path(args.floor)) if args.floor else None
         results["homophene_floor"] = floor.get("floor_wer") if floor else None
-        (out / "results.md").write_text(table(results["test"], results["homophene_floor"])
-                                        + "\n")
+        results["word_frequency"] = frequency_breakdown(run_dir, cfg)
+        (out / "results.md").write_text(
+            table(results["test"], results["homophene_floor"]) + "\n\n"
+            + "Clean test words wrong (substituted or deleted, %) by their count in the "
+              "training transcripts:\n\n" + frequency_table(results["word_frequency"]) + "\n")
         save()
         print((out / "results.md").read_text())
     return results

@@ -51,6 +51,13 @@ def test_synth_open_pipeline_and_reuse(tiny_synth_root, tmp_path, capsys):
     table = (tmp_path / "out" / "results.md").read_text()
     assert table.startswith("| modality | LM | clean |")
     assert "| video | yes |" in table and "| 9.0 |" in table  # the floor beside VSR
+    # every clean test reference word lands in one training-count bucket
+    test_words = sum(int(line.split("\t")[2]) for line in (
+        tmp_path / "run" / "test_no_lm" / "hyps" / "video_clean_beam.tsv").read_text(
+        ).splitlines()[1:])
+    freq = results["word_frequency"]["video/no_lm"]
+    assert sum(b["words"] for b in freq["buckets"].values()) == test_words
+    assert "| video | no |" in table.split("by their count in the training transcripts")[1]
     # a second call reuses the trained model and the LM instead of training them again
     capsys.readouterr()
     again = _module().run(args)
