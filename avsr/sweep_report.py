@@ -2,12 +2,18 @@
 
     python -m avsr.train -m +experiment=sweep_fusion
     python -m avsr.sweep_report logs/sweep_fusion/multiruns/<time>
+    python -m avsr.sweep_report logs/claim_unified/sweep --reference audio_only \
+        --reference video_only
 
 Every run directory of the sweep (``<sweep>/<job>/``, as configs/hydra/default.yaml lays them
 out) holds ``.hydra/overrides.yaml``, ``summary.json`` and ``eval/wer.json``. A run is named
 by the overrides that tell it apart from the other runs (``model/fusion=sum``); a run that
 has not finished (no ``eval/wer.json``) still gets a row, marked incomplete. Writes
 ``sweep.md``, ``sweep.json`` and ``sweep.png`` into the sweep directory (or ``--out``).
+
+Each ``--reference`` run adds, for every other run, the relative change of its WER against
+the reference's on the conditions the reference was tested on (a single-modality model: its
+own modality), as a second table in ``sweep.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["RunResult", "find_runs", "load_runs", "markdown_table", "plot_runs", "main"]
+__all__ = ["RunResult", "find_runs", "load_runs", "find_run", "markdown_table",
+           "relative_table", "plot_runs", "main"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,10 @@ class RunResult:
             run did not finish.
         parameters: model parameters (``summary.json``), if known.
         steps: optimiser steps trained, if known.
-        train_minutes: training wall time, if known.
+        train_minutes: training wall time (``trainer.fit``, validation included, summed over
+            resumed attempts where the run kept that count), if known.
+        val_wer: ``modality`` -> validation WER % at the run's last validation (CTC greedy,
+            ``val/wer_<modality>`` of ``summary.json``); empty when not logged.
     """
 
     name: str
@@ -42,10 +52,22 @@ class RunResult:
     parameters: int | None = None
     steps: int | None = None
     train_minutes: float | None = None
+    val_wer: dict[str, float] = field(default_factory=dict)
 
 
 def _job_key(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, str(path))
+    """Hydra's job number: the folder's name (``subdir: ${hydra.job.num}``) or, for folders
+    named otherwise (an arm's name), the number in its ``.hydra/hydra.yaml``."""
+    if path.name.isdigit():
+        return int(path.name), ""
+    hydra_yaml = path / ".hydra" / "hydra.yaml"
+    if hydra_yaml.is_file():
+        from omegaconf import OmegaConf
+
+        num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num", default=None)
+        if isinstance(num, int):
+            return num, str(path)
+    return sys.maxsize, str(path)
 
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:
@@ -97,7 +119,8 @@ def load_runs(sweep_dir: str | Path, decoder: str | None = None) -> list[RunResu
         own = [o for o in overrides[run] if o not in common]
         summary_path = run / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        wall = summary.get("train_wall_s")
+        # fit_wall_s spans resumed attempts; train_wall_s (older summaries) only the last one
+        wall = summary.get("fit_wall_s", summary.get("train_wall_s"))
         results.append(RunResult(
             name=" ".join(own) or run.name,
             path=run,
@@ -105,8 +128,32 @@ def load_runs(sweep_dir: str | Path, decoder: str | None = None) -> list[RunResu
             parameters=summary.get("parameters"),
             steps=summary.get("global_step"),
             train_minutes=round(wall / 60, 1) if wall is not None else None,
+            val_wer=_val_wer(summary.get("metrics", {})),
         ))
     return results
+
+
+def _val_wer(metrics: dict[str, float]) -> dict[str, float]:
+    prefix = "val/wer_"
+    return {k[len(prefix):]: round(100 * float(v), 2) for k, v in metrics.items()
+            if k.startswith(prefix)}
+
+
+def find_run(runs: Sequence[RunResult], spec: str) -> RunResult:
+    """The run named ``spec``: its whole name (``arm=audio_only``) or the value of one of its
+    overrides (``audio_only``).
+
+    Raises:
+        ValueError: no run, or more than one, answers to ``spec``.
+    """
+    exact = [r for r in runs if r.name == spec]
+    found = exact or [r for r in runs
+                      if any(o.partition("=")[2] == spec for o in r.name.split())]
+    if len(found) != 1:
+        what = "no run" if not found else f"{len(found)} runs"
+        raise ValueError(f"reference {spec!r}: {what} of this sweep answer to it; the runs are "
+                         f"{[r.name for r in runs]}")
+    return found[0]
 
 
 def _conditions(runs: Sequence[RunResult]) -> list[str]:
@@ -120,17 +167,53 @@ def _cell(value: float | int | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _val_modalities(runs: Sequence[RunResult]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in runs:
+        seen.update(dict.fromkeys(r.val_wer))
+    return list(seen)
+
+
 def markdown_table(runs: Sequence[RunResult]) -> str:
-    """One row per run: its name, size, steps, training minutes and the WER % of every
-    modality/condition any run has (``–``: missing; ``incomplete``: no ``eval/wer.json``)."""
+    """One row per run: its name, size, steps, training minutes, the WER % of every
+    modality/condition any run has and the validation WER % of every modality any run logged
+    (``–``: missing; ``incomplete``: no ``eval/wer.json``)."""
     conditions = _conditions(runs)
-    head = ["run", "params (M)", "steps", "train (min)", *conditions]
+    val = _val_modalities(runs)
+    head = ["run", "params (M)", "steps", "train (min)", *conditions,
+            *(f"val/wer_{m}" for m in val)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         params = r.parameters / 1e6 if r.parameters is not None else None
         cells = [r.name if r.wer else f"{r.name} (incomplete)", _cell(params, ".2f"),
                  _cell(r.steps, "d"), _cell(r.train_minutes, ".1f")]
         cells += [_cell(r.wer.get(c), ".1f") for c in conditions]
+        cells += [_cell(r.val_wer.get(m), ".1f") for m in val]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _change(wer: float | None, ref: float) -> str:
+    if wer is None:
+        return "–"
+    # relative to a WER of 0 is undefined: the two values still tell the difference
+    rel = "–" if ref == 0 else f"{100 * (wer - ref) / ref:+.1f} %"
+    return f"{rel} ({ref:.1f} → {wer:.1f})"
+
+
+def relative_table(runs: Sequence[RunResult], references: Sequence[RunResult]) -> str:
+    """The relative WER change of every run that is not a reference against each reference,
+    ``(WER - WER_ref) / WER_ref``, on the conditions of the reference's table: one column per
+    reference and condition, each cell ``+x.x % (ref → run)`` (negative: fewer errors than
+    the reference)."""
+    columns = [(ref, c) for ref in references for c in ref.wer]
+    head = ["run", *(f"{c} vs {ref.name}" for ref, c in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    names = {ref.name for ref in references}
+    for r in runs:
+        if r.name in names:
+            continue
+        cells = [r.name, *(_change(r.wer.get(c), ref.wer[c]) for ref, c in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -172,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="decoder column of wer.json (default: each run's primary decoder)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: the sweep directory)")
+    parser.add_argument("--reference", action="append", default=[], metavar="RUN",
+                        help="a run to compare the others with (its name, e.g. arm=audio_only, "
+                             "or an override's value, e.g. audio_only), on the conditions it "
+                             "was tested on; repeatable")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a directory")
@@ -181,6 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or args.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(runs)
+    try:
+        references = [find_run(runs, spec) for spec in args.reference]
+    except ValueError as err:
+        parser.error(str(err))
+    if references:
+        table += ("\n\nWER change against the reference runs, on each one's own conditions "
+                  "(negative: fewer errors):\n\n" + relative_table(runs, references))
     (out / "sweep.md").write_text(table + "\n")
     (out / "sweep.json").write_text(json.dumps(
         [{**asdict(r), "path": str(r.path)} for r in runs], indent=2))

@@ -18,6 +18,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import WandbLogger
 
 from avsr.checkpoints.weights import apply_init
@@ -112,6 +113,25 @@ def _check_legacy_keys(cfg: DictConfig) -> None:
                          "encoder]}] (see avsr/checkpoints/weights.py)")
 
 
+def _finished_summary(output_dir: Path) -> dict[str, Any] | None:
+    """The summary of a run that already finished in ``output_dir`` (its ``summary.json``,
+    the last thing a run writes), or None."""
+    path = output_dir / "summary.json"
+    if not path.is_file():
+        return None
+    log.warning("%s exists: this run finished earlier and is not started again "
+                "(skip_finished=true); delete it, or the folder, to run it again", path)
+    return json.loads(path.read_text())
+
+
+def _fit_wall_s(trainer: pl.Trainer, attempt_s: float) -> float:
+    """Seconds of ``trainer.fit`` (validation included). The Timer that ``trainer.max_time``
+    adds keeps its count in the checkpoints, so with one this spans every resumed attempt up
+    to the last checkpoint; without one it is this attempt's ``attempt_s``."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    return round(timer.time_elapsed("train") if timer is not None else attempt_s, 1)
+
+
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
     """Run one training job described by ``cfg``; return a summary dict.
 
@@ -121,6 +141,12 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     """
     start = time.time()
     _check_legacy_keys(cfg)
+    if cfg.get("skip_finished"):
+        # before the data and the model are built: a finished arm of a rerun sweep costs
+        # nothing
+        finished = _finished_summary(Path(cfg.paths.output_dir))
+        if finished is not None:
+            return finished
     which = cfg.get("eval_checkpoint", "best")  # checked before, not after, a long training
     if which not in ("best", "last"):
         raise ValueError(f"eval_checkpoint must be 'best' or 'last', got {which!r}")
@@ -159,7 +185,9 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     for lg in loggers:
         lg.log_hyperparams(config_container)
 
+    fit_start = time.time()
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_s = time.time() - fit_start
     for lg in loggers:
         if isinstance(lg, WandbLogger) and trainer.is_global_zero:
             # flush and close the (offline) run now: Lightning leaves it open, and its files
@@ -180,6 +208,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         "epochs": trainer.current_epoch,
         "parameters": n_params,
         "train_wall_s": round(time.time() - start, 1),
+        "fit_wall_s": _fit_wall_s(trainer, fit_s),
+        "resumed_from": ckpt_path,
         "skipped_media": skip_totals(datamodule.skip_summary()),
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()
                     if torch.is_tensor(v) and v.numel() == 1},

@@ -13,7 +13,7 @@ from conftest import tiny_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from avsr.sweep_report import load_runs, main, markdown_table
+from avsr.sweep_report import find_run, load_runs, main, markdown_table, relative_table
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = str(REPO / "configs")
@@ -65,6 +65,53 @@ def test_report_gathers_every_run(tmp_path, capsys):
     assert [r["name"] for r in json.loads((out / "sweep.json").read_text())][1] == \
         "model/fusion=sum"
     assert "model/fusion=sum" in capsys.readouterr().out
+
+
+def _write_arm(sweep: Path, arm: str, job: int, wer: dict[str, float],
+               val: dict[str, float]) -> None:
+    """An arm of a claim sweep: a folder named after the arm, Hydra's job number inside."""
+    run = sweep / arm
+    _write_run(run, ["+experiment=claim_unified", f"arm={arm}"], wer)
+    (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {job}\n")
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(fit_wall_s=3000.0, global_step=1000,
+                   metrics={"train/loss": 1.0, **{f"val/wer_{m}": v for m, v in val.items()}})
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_report_compares_runs_with_references(tmp_path, capsys):
+    _write_arm(tmp_path, "unified", 0,
+               {"audio/clean": 0.8, "video/clean": 7.5, "audiovisual/clean": 0.6,
+                "audio/babble +0 dB": 20.0},
+               {"audio": 0.037, "video": 0.107, "audiovisual": 0.04})
+    _write_arm(tmp_path, "audio_only", 1, {"audio/clean": 1.0, "audio/babble +0 dB": 16.0},
+               {"audio": 0.05})
+    _write_arm(tmp_path, "video_only", 2, {"video/clean": 10.0}, {"video": 0.12})
+    runs = load_runs(tmp_path)
+    # Hydra's job order, not the folders' alphabetical one; named by the arm
+    assert [r.name for r in runs] == ["arm=unified", "arm=audio_only", "arm=video_only"]
+    assert runs[0].train_minutes == 50.0  # fit_wall_s (spans resumed attempts) first
+    assert runs[1].val_wer == {"audio": 5.0}
+    lines = markdown_table(runs).splitlines()
+    assert lines[0].endswith("| val/wer_audio | val/wer_video | val/wer_audiovisual |")
+    assert lines[3].endswith("| 5.0 | – | – |")
+    # a reference by its whole name or by its override's value
+    refs = [find_run(runs, "arm=audio_only"), find_run(runs, "video_only")]
+    assert relative_table(runs, refs).splitlines() == [
+        "| run | audio/clean vs arm=audio_only | audio/babble +0 dB vs arm=audio_only | "
+        "video/clean vs arm=video_only |",
+        "|---|---|---|---|",
+        "| arm=unified | -20.0 % (1.0 → 0.8) | +25.0 % (16.0 → 20.0) | -25.0 % (10.0 → 7.5) |",
+    ]
+    with pytest.raises(ValueError, match="'stacking'.*arm=unified"):
+        find_run(runs, "stacking")
+
+    assert main([str(tmp_path), "--reference", "audio_only", "--reference", "video_only"]) == 0
+    md = (tmp_path / "sweep.md").read_text()
+    assert markdown_table(runs) in md and relative_table(runs, refs) in md
+    assert "-25.0 % (10.0 → 7.5)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--reference", "stacking"])
 
 
 def test_report_rejects_a_directory_without_runs(tmp_path):

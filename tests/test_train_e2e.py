@@ -24,9 +24,11 @@ WORD_RECIPES = ("lrw_", "synth_words")
 REAL_SPEECH_RECIPES = ("real_",)
 # per-modality encoders (tiny_overrides' fusion sizes do not apply): tests/test_pipelines.py
 PIPELINE_TWINS = ("synth_pan",)
+# sweeps of synth_grid's arms (their default arm is synth_grid itself): tests/test_claims.py
+CLAIM_SWEEPS = ("claim_",)
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml")
                      if not p.stem.startswith(PAPER_RECIPES + WORD_RECIPES + REAL_SPEECH_RECIPES
-                                              + PIPELINE_TWINS))
+                                              + PIPELINE_TWINS + CLAIM_SWEEPS))
 
 
 def _cfg(root: Path, out: Path, *extra: str):
