@@ -230,8 +230,7 @@ class SemiSupervisedObjective(Objective):
             logs[f"{name}_{TEACHER_MODALITY}"] = torch.tensor(counter.edits / counter.words)
         return logs
 
-    def unlabelled_losses(self, model: nn.Module, batch: Mapping[str, Any]
-                          ) -> dict[str, dict[str, torch.Tensor]]:
+    def unlabelled_losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Per-stream pseudo-label losses, ``_stats`` of how many labels were kept and
         ``_labels``, the teacher's (CTC, attention) labels."""
         ctc, att = self.pseudo_label(batch)
