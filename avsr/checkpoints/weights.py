@@ -17,6 +17,8 @@ over them. Each source is a mapping with the keys of :class:`WeightSource`::
          prefix: module.encoder_q., strict: false}
       # public checkpoints through avsr.convert (auto_avsr, usr, avhubert, wav2vec2)
       - {path: base_vox_iter5.pt, format: avhubert, options: {keep_init: [decoder., ctc.]}}
+      # shrink and perturb the loaded encoder side instead of taking it as is
+      - {path: ..., modules: [encoder], shrink: 0.6, perturb: 0.1}
 
 Formats:
 
@@ -28,12 +30,23 @@ Formats:
   :func:`avsr.convert.import_checkpoint` (``options`` are its format options and
   ``keep_init``).
 
+Shrink and perturb (Ash & Adams, "On Warm-Starting Neural Network Training", NeurIPS 2020):
+with ``shrink`` below 1 or ``perturb`` above 0, every loaded *parameter* becomes
+``shrink * loaded + perturb * fresh``, where ``fresh`` is what the model held there before this
+source (its own initialisation, or an earlier source's weights). Warm-started networks
+generalise worse than freshly initialised ones trained on the same data; shrinking the
+weights towards zero and adding initialisation-scale noise restores much of the gap while
+keeping what was learnt. Buffers (batch-norm running statistics, step counts) load unchanged:
+they are statistics of activations, not learnt weights, and a scaled running variance would
+mis-normalise until training re-estimates it. The defaults (1, 0) leave loading exact.
+
 Every file is read with :func:`~avsr.checkpoints.read_checkpoint`: nothing in it runs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,7 +57,8 @@ from torch import nn
 
 from avsr.checkpoints.reader import read_checkpoint
 
-__all__ = ["WeightSource", "load_weights", "apply_init", "read_state_dict", "CONVERTED"]
+__all__ = ["WeightSource", "load_weights", "apply_init", "read_state_dict", "shrink_perturb",
+           "CONVERTED"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +82,10 @@ class WeightSource:
             and (``weights``) every selected key of the file must be used. Non-strict loads
             what matches by name and shape, logs the rest, and still fails when nothing does.
         options: options of the converted formats.
+        shrink: factor on every loaded parameter, in (0, 1] (shrink and perturb; 1: as
+            loaded).
+        perturb: factor on the parameter's value before loading (its fresh initialisation),
+            added to the shrunk one, in [0, 1] (0: nothing added).
     """
 
     path: str
@@ -77,6 +95,13 @@ class WeightSource:
     target: str = ""
     strict: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    shrink: float = 1.0
+    perturb: float = 0.0
+
+    @property
+    def blends(self) -> bool:
+        """Whether shrink and perturb change the loaded weights."""
+        return self.shrink != 1.0 or self.perturb != 0.0
 
     @classmethod
     def from_config(cls, spec: Mapping[str, Any], where: str = "init") -> WeightSource:
@@ -99,6 +124,15 @@ class WeightSource:
             raise ValueError(f"{where}: format avsr fills top-level parts: use modules")
         if source.format == "weights" and source.modules:
             raise ValueError(f"{where}: format weights fills one target submodule: use target")
+        for key, low, high, low_open in (("shrink", 0.0, 1.0, True),
+                                         ("perturb", 0.0, 1.0, False)):
+            value = getattr(source, key)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and value <= high
+                  and (value > low if low_open else value >= low))
+            if not ok:
+                bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+                raise ValueError(f"{where}: {key} must be a number in {bounds}, got {value!r}")
         return source
 
 
@@ -148,7 +182,7 @@ def _fill(module: nn.Module, state: Mapping[str, torch.Tensor], wanted: Sequence
 
 def load_weights(model: nn.Module, source: WeightSource | Mapping[str, Any]
                  ) -> dict[str, list[str]]:
-    """Load one weight source into ``model``.
+    """Load one weight source into ``model``, shrunk and perturbed if the source says so.
 
     Returns:
         ``{"loaded": [...], "missing": [...], "unexpected": [...]}`` key lists (relative to
@@ -160,6 +194,51 @@ def load_weights(model: nn.Module, source: WeightSource | Mapping[str, Any]
     """
     if not isinstance(source, WeightSource):
         source = WeightSource.from_config(source)
+    filled = (model.get_submodule(source.target) if source.format == "weights"
+              and source.target else model)
+    # the values the loaded ones are blended with: what the module holds before this source
+    fresh = ({k: p.detach().clone() for k, p in filled.named_parameters(remove_duplicate=False)}
+             if source.blends else None)
+    report = _load(model, source)
+    if fresh is not None:
+        n = shrink_perturb(filled, report["loaded"], fresh, source.shrink, source.perturb)
+        log.info("init from %s: %d parameters shrunk by %g and perturbed by %g", source.path, n,
+                 source.shrink, source.perturb)
+    return report
+
+
+@torch.no_grad()
+def shrink_perturb(module: nn.Module, keys: Sequence[str], fresh: Mapping[str, torch.Tensor],
+                   shrink: float, perturb: float) -> int:
+    """Set each parameter of ``module`` named in ``keys`` to ``shrink * value + perturb *
+    fresh[key]`` in place (Ash & Adams, NeurIPS 2020).
+
+    Buffers named in ``keys`` are left as they are; a parameter shared under several names
+    (tied embeddings) is changed once.
+
+    Returns:
+        The number of parameters changed.
+
+    Raises:
+        ValueError: a parameter whose ``fresh`` value is absent or of another shape.
+    """
+    params = dict(module.named_parameters(remove_duplicate=False))
+    done: set[int] = set()
+    for key in keys:
+        param = params.get(key)
+        if param is None or id(param) in done:
+            continue
+        before = fresh.get(key)
+        if before is None or before.shape != param.shape:
+            raise ValueError(f"shrink and perturb: no fresh value of shape "
+                             f"{tuple(param.shape)} for parameter {key!r}")
+        param.mul_(shrink).add_(before.to(param.device, param.dtype), alpha=perturb)
+        done.add(id(param))
+    return len(done)
+
+
+def _load(model: nn.Module, source: WeightSource) -> dict[str, list[str]]:
+    """Load ``source`` into ``model`` as stored; the key report of :func:`load_weights`."""
     if source.format in CONVERTED:
         from avsr.convert import import_checkpoint
 

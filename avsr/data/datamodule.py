@@ -101,7 +101,8 @@ class AVDataModule(pl.LightningDataModule):
             ignores transcripts) or ``"labelled+unlabelled"`` (a dict of two loaders,
             ``labelled`` and ``unlabelled``, each with its own sampler, for semi-supervised
             training; the unlabelled pool is every training utterance, loaded clean: evaluation
-            transforms, no noise).
+            transforms, no noise; its batches carry no tokens, and the transcripts, where the
+            corpus has them, only as ``reference_text`` for diagnostics).
         unlabelled_max_frames: frame budget of the unlabelled sampler (default ``max_frames``).
         storage: ``"media"`` (decode the corpus's mp4/wav) or ``"shards"`` (pre-decoded media
             in ``shards_dir``, written by ``python -m avsr.prepare shards``; avsr.data.shards).
@@ -327,6 +328,9 @@ class AVDataModule(pl.LightningDataModule):
             # the whole pool of a composition holds unlabelled parts: media without text
             **({"require_text": False} if self.train_parts is not None
                and training_pool(role, self.train_data) == "all" else {}),
+            # the unlabelled loader's transcripts (hidden by labelled_fraction) only score
+            # pseudo-labels: kept apart from texts and tokens, so no loss can read them
+            **({"text_as_reference": True} if role == "unlabelled" else {}),
         )
         if self.cache and self.num_workers > 0:
             dataset.preload()  # decoded once here, shared copy-on-write by forked workers

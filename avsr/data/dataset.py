@@ -149,6 +149,11 @@ class AVDataset(Dataset):
         require_text: with a tokenizer, skip an item without a transcript. False: such an
             item loads with no tokens (the whole pool of a composed training set, whose
             unlabelled parts have none; self-supervised objectives ignore tokens).
+        text_as_reference: the transcripts are references to score against, never labels
+            (the unlabelled loader of semi-supervised training): an item carries no tokens
+            and an empty ``text``, and its transcript under ``reference_text`` instead, so
+            that nothing that reads ``texts`` or ``tokens`` can train on it. Which items load
+            does not change.
     """
 
     def __init__(
@@ -167,6 +172,7 @@ class AVDataset(Dataset):
         max_text_overrun_s: float | None = 0.2,
         unknown_fraction: float = 0.1,
         require_text: bool = True,
+        text_as_reference: bool = False,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
@@ -186,6 +192,7 @@ class AVDataset(Dataset):
         self.max_text_overrun_s = max_text_overrun_s
         self.cache = cache
         self.require_text = require_text
+        self.text_as_reference = text_as_reference
         self._cache: dict[int, tuple[Tensor | None, Tensor | None] | MediaError] = {}
         self.report = SkipReport()
         self._pending: list[dict[str, str]] = []  # skips since the last collate, this process
@@ -270,7 +277,8 @@ class AVDataset(Dataset):
 
         Returns:
             dict with ``id``, ``text`` (normalised), ``tokens`` long (L,), ``video`` float
-            (T, 1, H, W) or None, ``audio`` float (S,) or None (S = T × 640 when both exist).
+            (T, 1, H, W) or None, ``audio`` float (S,) or None (S = T × 640 when both exist);
+            with ``text_as_reference``, ``text`` empty, no tokens and ``reference_text``.
         """
         if isinstance(index, tuple):  # worker-independent augmentation, see avsr.data.loading
             index, seed = index
@@ -328,6 +336,9 @@ class AVDataset(Dataset):
         if video is not None:
             video = (self.video_transform(video) if self.video_transform is not None
                      else video.float().div(255.0).unsqueeze(1))
+        if self.text_as_reference:  # a reference to score against, never a label
+            return {"id": utt.id, "text": "", "tokens": torch.zeros(0, dtype=torch.long),
+                    "reference_text": text, "video": video, "audio": audio}
         tokens = self.tokenizer.encode(text) if self.tokenizer is not None and text else []
         return {"id": utt.id, "text": text, "tokens": torch.tensor(tokens, dtype=torch.long),
                 "video": video, "audio": audio}
@@ -340,6 +351,8 @@ class AVDataset(Dataset):
         """
         batch = collate_fn(items)
         batch["skipped"], self._pending = self._pending, []
+        if self.text_as_reference:  # also when every item of the batch was skipped
+            batch.setdefault("reference_text", [])
         return batch
 
 
@@ -368,8 +381,10 @@ def collate_fn(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         ``video_lengths`` long (B,) (0 where absent), ``audio`` float (B, S) or None,
         ``audio_lengths`` long (B,), ``tokens`` long (B, L) padded with 0, ``token_lengths``
         long (B,), ``ids`` and ``texts`` (lists of B str), ``skipped`` (empty list here;
-        :meth:`AVDataset.collate` fills it) and, when every item came with its loader seed,
-        ``seeds`` long (B,). B may be 0 when every item was skipped.
+        :meth:`AVDataset.collate` fills it), when every item came with its loader seed,
+        ``seeds`` long (B,), and when the items carry one, ``reference_text`` (list of B str;
+        transcripts that are not labels, see ``text_as_reference``). B may be 0 when every
+        item was skipped.
     """
     kept = [x for x in items if x is not None]
     videos = [x["video"] for x in kept]
@@ -391,4 +406,6 @@ def collate_fn(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         "skipped": [],
         **({"seeds": torch.tensor([x["seed"] for x in kept], dtype=torch.long)}
            if kept and all("seed" in x for x in kept) else {}),
+        **({"reference_text": [x.get("reference_text", "") for x in kept]}
+           if any("reference_text" in x for x in kept) else {}),
     }

@@ -16,16 +16,19 @@ from torch import nn
 from avsr.models.utils import check_shape, make_pad_mask
 
 __all__ = ["CTCPseudoLabels", "AttentionPseudoLabels", "ctc_pseudo_labels",
-           "attention_pseudo_labels", "masked_cross_entropy", "IGNORE", "NORMALIZE"]
+           "attention_pseudo_labels", "ctc_label_ids", "attention_label_ids",
+           "masked_cross_entropy", "IGNORE", "NORMALIZE"]
 
 IGNORE = -100
 
 
 class CTCPseudoLabels(NamedTuple):
-    """targets (B, T) long with ``IGNORE`` at unconfident or padded frames; confidence (B, T)."""
+    """targets (B, T) long with ``IGNORE`` at unconfident or padded frames; confidence (B, T);
+    best (B, T) the argmax of every frame, confident or not, ``IGNORE`` past each length."""
 
     targets: torch.Tensor
     confidence: torch.Tensor
+    best: torch.Tensor
 
 
 class AttentionPseudoLabels(NamedTuple):
@@ -56,8 +59,27 @@ def ctc_pseudo_labels(log_probs: torch.Tensor, lengths: torch.Tensor, threshold:
     check_shape("log_probs", log_probs, 3, "(B, T, V)")
     best_logp, best = log_probs.max(dim=-1)
     conf = best_logp.exp()
-    drop = (conf < threshold) | make_pad_mask(lengths, log_probs.shape[1])
-    return CTCPseudoLabels(best.masked_fill(drop, IGNORE), conf)
+    pad = make_pad_mask(lengths, log_probs.shape[1])
+    return CTCPseudoLabels(best.masked_fill(pad | (conf < threshold), IGNORE), conf,
+                           best.masked_fill(pad, IGNORE))
+
+
+def ctc_label_ids(labels: CTCPseudoLabels, blank_id: int) -> list[list[int]]:
+    """The token sequence of each utterance's frame labels (all, confident or not): repeats
+    collapsed, blanks and padding dropped, as greedy CTC decoding reads them."""
+    best = labels.best
+    previous = torch.cat([best.new_full((best.shape[0], 1), IGNORE), best[:, :-1]], dim=1)
+    keep = (best != blank_id) & (best != IGNORE) & (best != previous)
+    best, keep = best.cpu(), keep.cpu()
+    return [best[b][keep[b]].tolist() for b in range(best.shape[0])]
+
+
+def attention_label_ids(labels: AttentionPseudoLabels, eos_id: int) -> list[list[int]]:
+    """The tokens of each utterance's greedy decoding (all, confident or not), without eos."""
+    out = []
+    for toks, n in zip(labels.tokens.cpu().tolist(), labels.lengths.cpu().tolist()):
+        out.append([t for t in toks[:n] if t != eos_id])
+    return out
 
 
 @torch.no_grad()

@@ -18,6 +18,14 @@ labelled batch alone (γ = 0, no teacher decoding) while the teacher follows the
 the pseudo-labels count only once that teacher has learnt something (cf. slimIPL's supervised
 warm-up, Likhomanenko et al. 2021); ``unlabelled_rampup_steps`` then raises γ linearly. One
 learning-rate schedule spans the whole stage.
+
+Diagnostics: where the unlabelled utterances have transcripts that training does not use
+(a corpus split by ``labelled_fraction``), the data module hands them over as the unlabelled
+batch's ``reference_text``. The losses never see that field (they get the batch without it);
+it only scores the labels the teacher already made for the step: ``pseudo_wer_<m>`` (the
+greedy attention labels) and ``pseudo_wer_ctc_<m>`` (the collapsed frame labels), every label
+counted whether or not it passes the threshold, ``<m>`` the stream the teacher labels from.
+``pseudo_ctc_kept`` and ``pseudo_att_kept`` are the shares of labels that pass it.
 """
 
 from __future__ import annotations
@@ -28,18 +36,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from avsr.metrics.wer import ErrorCounter
 from avsr.modalities import MODALITIES
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.objectives.base import Objective
 from avsr.objectives.hybrid import HybridCTCAttentionLoss
 from avsr.objectives.masking import span_mask, zero_frames
 from avsr.objectives.pseudo_labels import (
-    NORMALIZE, attention_pseudo_labels, ctc_pseudo_labels, masked_cross_entropy,
+    NORMALIZE, AttentionPseudoLabels, CTCPseudoLabels, attention_label_ids,
+    attention_pseudo_labels, ctc_label_ids, ctc_pseudo_labels, masked_cross_entropy,
 )
 from avsr.objectives.supervised import SupervisedObjective
 from avsr.utils.distributed import world_size, zero_gradient_loss
 
-__all__ = ["SemiSupervisedObjective"]
+__all__ = ["SemiSupervisedObjective", "TEACHER_MODALITY", "REFERENCE_KEY"]
+
+#: the stream the teacher labels from (USR: the clean audio-visual input)
+TEACHER_MODALITY = "audiovisual"
+#: the unlabelled batch's transcripts that only score pseudo-labels, never train
+REFERENCE_KEY = "reference_text"
 
 
 def _copy_linear(head: nn.Linear, source: nn.Linear) -> None:
@@ -121,6 +136,7 @@ class SemiSupervisedObjective(Objective):
         self.unlabelled_rampup_steps = unlabelled_rampup_steps
         self.pseudo_label_normalize = pseudo_label_normalize
         self.teacher: EMATeacher | None = None
+        self.tokenizer: Any = None  # decodes pseudo-labels for their WER
         self._scale = 0.0
 
     @property
@@ -129,6 +145,7 @@ class SemiSupervisedObjective(Objective):
 
     def bind_tokenizer(self, tokenizer: Any) -> None:
         self.labelled.bind_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
 
     def bind(self, model: nn.Module) -> None:
         """Copy the teacher (after the run's ``init``) and build the pseudo-label heads."""
@@ -176,16 +193,46 @@ class SemiSupervisedObjective(Objective):
         teacher = self.teacher.model
         enc, lengths = teacher.encode_modality(batch["audio"], batch["audio_lengths"],
                                                batch["video"], batch["video_lengths"],
-                                               "audiovisual")
+                                               TEACHER_MODALITY)
         ctc = ctc_pseudo_labels(teacher.ctc(enc), lengths, self.threshold)
         att = attention_pseudo_labels(teacher.decoder, enc, lengths, self.loss.sos_id,
                                       self.loss.eos_id, self.threshold, self.max_len_ratio,
                                       self.loss.blank_id)
         return ctc, att
 
-    def unlabelled_losses(self, model: nn.Module, batch: Mapping[str, Any]
-                          ) -> dict[str, dict[str, torch.Tensor]]:
-        """Per-stream pseudo-label losses, and ``_stats`` of how many labels were kept."""
+    def pseudo_label_wer(self, ctc: CTCPseudoLabels, att: AttentionPseudoLabels,
+                         references: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """WER of the teacher's labels of a batch against its hidden transcripts.
+
+        Args:
+            ctc, att: the teacher's labels (:meth:`pseudo_label`), B utterances.
+            references: the B transcripts (``reference_text``); utterances with an empty one
+                (an unlabelled corpus part) are left out.
+
+        Returns:
+            ``pseudo_wer_<m>`` (attention labels) and ``pseudo_wer_ctc_<m>`` (frame labels),
+            corpus-level over the batch; empty without a tokenizer or a reference word.
+        """
+        if self.tokenizer is None or not references:
+            return {}
+        if len(references) != att.tokens.shape[0]:
+            raise ValueError(f"{len(references)} reference transcripts for a batch of "
+                             f"{att.tokens.shape[0]} pseudo-labelled utterances")
+        scored = [i for i, r in enumerate(references) if r.split()]
+        if not scored:
+            return {}
+        refs = [references[i] for i in scored]
+        logs = {}
+        for name, ids in (("pseudo_wer", attention_label_ids(att, self.loss.eos_id)),
+                          ("pseudo_wer_ctc", ctc_label_ids(ctc, self.loss.blank_id))):
+            counter = ErrorCounter()
+            counter.update(refs, [self.tokenizer.decode(ids[i]) for i in scored])
+            logs[f"{name}_{TEACHER_MODALITY}"] = torch.tensor(counter.edits / counter.words)
+        return logs
+
+    def unlabelled_losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Per-stream pseudo-label losses, ``_stats`` of how many labels were kept and
+        ``_labels``, the teacher's (CTC, attention) labels."""
         ctc, att = self.pseudo_label(batch)
         audio, video = batch["audio"], batch["video"]
         prob, span = self.student_mask
@@ -210,6 +257,7 @@ class SemiSupervisedObjective(Objective):
             "att_kept": (att.targets != -100).sum() / att.lengths.sum().clamp(min=1),
             "att_len": att.lengths.float().mean(),
         }
+        parts["_labels"] = (ctc, att)
         return parts
 
     # ------------------------------------------------------------------ the protocol
@@ -221,10 +269,14 @@ class SemiSupervisedObjective(Objective):
         logs: dict[str, torch.Tensor] = {}
         scale = self._scale
         lab_parts = self.labelled.stream_losses(model, labelled)[0] if labelled["ids"] else {}
+        # the hidden transcripts score the teacher's labels below; the losses get the batch
+        # without them
+        media = {k: v for k, v in unlabelled.items() if k != REFERENCE_KEY}
         # before the start the teacher's labels would weigh 0: skip decoding them
-        unl_parts = (self.unlabelled_losses(model, unlabelled)
+        unl_parts = (self.unlabelled_losses(model, media)
                      if unlabelled["ids"] and scale > 0 else {})
         stats = unl_parts.pop("_stats", {})
+        labels = unl_parts.pop("_labels", None)
         if not lab_parts and not unl_parts:
             return {"loss": None}  # nothing to learn from: the task skips the step
         for m in self.modalities:
@@ -242,6 +294,8 @@ class SemiSupervisedObjective(Objective):
             # DDP waits for every parameter's gradient: the pseudo-label heads get zeros
             total = total + zero_gradient_loss(self.ctc_heads) + zero_gradient_loss(self.att_heads)
         logs.update({f"pseudo_{k}": v.detach().float() for k, v in stats.items()})
+        if labels is not None:
+            logs.update(self.pseudo_label_wer(*labels, unlabelled.get(REFERENCE_KEY)))
         logs["unlabelled_scale"] = torch.tensor(scale)
         return {**logs, "loss": total}
 

@@ -1,0 +1,86 @@
+"""benchmarks/linear_probe.py: a linear CTC layer on a run's frozen encoder states, per
+stream, against a fresh model of the same config; at tiny sizes with a tiny run made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import load_benchmark, tiny_overrides
+from hydra import compose, initialize_config_dir
+
+from avsr.train import train
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return load_benchmark("linear_probe")
+
+
+def test_rows_are_named_and_need_a_checkpoint(probe):
+    rows = probe.parse_rows(["logs/braven/checkpoints/last.ckpt", "random",
+                             "teacher=a=b/x.ckpt", "m/lr=0.1/checkpoints/last.ckpt"])
+    assert rows == [probe.Row("braven", Path("logs/braven/checkpoints/last.ckpt")),
+                    probe.Row("random", None), probe.Row("teacher", Path("a=b/x.ckpt")),
+                    probe.Row("lr=0.1", Path("m/lr=0.1/checkpoints/last.ckpt"))]
+    with pytest.raises(ValueError, match="at least one checkpoint"):
+        probe.parse_rows(["random"])
+    with pytest.raises(ValueError, match="must differ"):
+        probe.parse_rows(["a=x.ckpt", "a=y.ckpt"])
+
+
+def test_the_probe_learns_from_states_that_hold_the_tokens(probe):
+    """States that one-hot encode the tokens (each token spread over 3 frames, blanks between)
+    are read by a trained linear probe; the CTC loss falls."""
+    g = torch.Generator().manual_seed(0)
+    states, tokens, texts = [], [], []
+    for _ in range(6):
+        toks = torch.randint(3, 7, (4,), generator=g)
+        frames = [t for tok in toks.tolist() for t in (tok, tok, tok, 0)]
+        states.append(torch.nn.functional.one_hot(torch.tensor(frames), 8).float())
+        tokens.append(toks)
+        texts.append(" ".join(f"w{t}" for t in toks.tolist()))
+    data = probe.Features(states, tokens, texts)
+
+    class Words:
+        blank_id = 0
+
+        def decode(self, ids):
+            return " ".join(f"w{i}" for i in ids)
+
+    _, first = probe.train_head(data, 8, 0, steps=1, batch_size=3, lr=0.1, seed=0)
+    head, last = probe.train_head(data, 8, 0, steps=150, batch_size=3, lr=0.1, seed=0)
+    assert last < 0.2 * first
+    assert probe.score(head, data, Words()) == 0.0
+
+
+def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "+experiment=synth_low_braven", "trainer.max_steps=1", "trainer.max_time=null",
+            # one validation batch at the step: it writes last.ckpt
+            "trainer.num_sanity_val_steps=0", "trainer.val_check_interval=1",
+            "trainer.check_val_every_n_epoch=null", "++trainer.limit_val_batches=1",
+            *tiny_overrides(tiny_synth_root, tmp_path / "run")])
+    ckpt = train(cfg)["last_checkpoint"]
+    assert ckpt is not None
+    out = tmp_path / "probe"
+    results = probe.main(["--ckpt", f"braven={ckpt}", "--ckpt", "random",
+                          "--source", "objective.teacher.model", "--steps", "2",
+                          "--batch-size", "4", "--val-limit", "4",
+                          "--data", "labelled_fraction=0.5", "--out", str(out)])
+    rows = results["rows"]
+    assert list(rows) == ["braven", "random"]
+    for row in rows.values():
+        assert set(row["wer"]) == {"audio", "video", "audiovisual"}
+        assert all(w >= 0 for w in row["wer"].values())
+        # half of the 24 training utterances are labelled; the validation limit holds
+        assert row["utterances"] == {"train": 12, "val": 4}
+    assert json.loads((out / "probe.json").read_text())["rows"] == rows
+    lines = (out / "probe.md").read_text().splitlines()
+    assert lines[0].startswith("| encoder | audio | video | audiovisual |")
+    assert lines[2].startswith("| braven |") and lines[3].startswith("| random |")
