@@ -202,6 +202,13 @@ def stage_overrides(stage: Stage, args: argparse.Namespace) -> list[str]:
     return o + list(stage.overrides) + list(args.override)
 
 
+def make_labels(cfg) -> dict[str, Any]:
+    """The k-means labelling of a stage: the ``ssl_labels`` node of its composed config, the
+    one its training stage calls too (which then finds the labels made): ensure_labels, whose
+    ``kmeans.json`` metadata (with ``wall_s``) it returns."""
+    return hydra.utils.instantiate(cfg.ssl_labels)()
+
+
 def _checkpoint_step(path: Path) -> int | None:
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return ckpt.get("global_step")
@@ -254,8 +261,7 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> dict[str, Any]:
         if reused:
             _refuse_without_reuse(stage, meta, args)
             print(f"[{stage.name}] reused: {meta}", flush=True)
-        # the node the training stage calls (which then finds the labels made): ensure_labels
-        made = hydra.utils.instantiate(_cfg(stage_overrides(stage, args)).ssl_labels)()
+        made = make_labels(_cfg(stage_overrides(stage, args)))
         return _record(stage, run_dir, {"global_step": 0, "stage_wall_s": made["wall_s"]},
                        reused=reused)
     done, last = run_dir / "summary.json", run_dir / "checkpoints" / "last.ckpt"
