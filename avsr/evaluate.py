@@ -243,8 +243,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, eval_cfg: DictConfig, decode_cfg:
 
     Args:
         ckpt_path: training checkpoint (holds its config).
-        eval_cfg: the ``eval`` node: ``modalities``, ``noise.{types,snrs}``, ``limit`` (max
-            utterances per condition, null = all), ``write_hyps`` (per-utterance hypotheses
+        eval_cfg: the ``eval`` node: ``modalities``, ``noise.{types,snrs}``, ``limit``
+            (utterances per condition: stops after the batch that reaches it, null = all), ``write_hyps`` (per-utterance hypotheses
             in ``hyps/<modality>_<condition>_<decoder>.tsv``).
         decode_cfg: the ``decode`` node: ``decoders``, ``primary_decoder``, ``max_len_ratio``
             and, for ``beam``, the ``beam`` search node and ``lm_ckpt``.
