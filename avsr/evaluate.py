@@ -7,6 +7,7 @@ Markdown and a PNG plot of WER against SNR per modality.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from avsr.utils.runtime import (
 )
 
 __all__ = ["load_model_from_checkpoint", "build_search", "decode_lm", "build_beam_search",
-           "build_ctc_beam_search", "checkpoint_tokenizer",
+           "build_ctc_beam_search", "checkpoint_tokenizer", "read_hyps",
            "evaluation_data_config", "evaluate_checkpoint", "main"]
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,13 @@ def _write_hyps(counter: ErrorCounter, folder: Path, modality: str, condition: s
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
     return path
+
+
+def read_hyps(path: str | Path) -> dict[str, tuple[str, str]]:
+    """id -> (reference, hypothesis) of a hypothesis file of :func:`_write_hyps`."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return {r["id"]: (r["ref"], r["hyp"] or "") for r in rows}
 
 
 def _markdown(rows: list[dict[str, Any]], decoders: list[str]) -> str:

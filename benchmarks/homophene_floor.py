@@ -31,7 +31,6 @@ sentences espeak renders with exactly that class string in context is reported b
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -238,9 +237,10 @@ def references(args: argparse.Namespace) -> list[tuple[tuple[str, ...], str]]:
             refs.append((_transcript(txt), voices[txt.parent.name]))
         return refs
     voices = json.loads(Path(args.voices).read_text())
-    with open(args.refs, newline="") as f:
-        return [(tuple(r["ref"].split()), voices[r["id"].split("/")[1]])
-                for r in csv.DictReader(f, delimiter="\t")]
+    from avsr.evaluate import read_hyps  # torch and Hydra only for this source
+
+    return [(tuple(ref.split()), voices[utt.split("/")[1]])
+            for utt, (ref, _) in read_hyps(args.refs).items()]
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ Writes ``<out>/results.json`` and ``<out>/results.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from hydra import compose, initialize_config_dir
 
 from avsr.data.asterisk import read_wav
 from avsr.data.prompt_text import normalize_prompt
+from avsr.evaluate import read_hyps
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 EXPERIMENT = "real_asterisk_asr"
@@ -72,13 +72,6 @@ def pocketsphinx_transcribe(decoder: Any, wav: str | Path) -> str:
 def corpus_wer(refs: list[str], hyps: list[str]) -> float:
     """Corpus-level WER (total edits / total reference words) from jiwer."""
     return float(jiwer.process_words(refs, [h if h else "" for h in hyps]).wer)
-
-
-def read_hyps(path: str | Path) -> dict[str, tuple[str, str]]:
-    """id -> (reference, hypothesis) from an ``avsr.evaluate`` hypothesis file."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return {r["id"]: (r["ref"], r["hyp"] or "") for r in rows}
 
 
 def train_ours(cfg, out: Path, steps: int) -> dict[str, Any]:

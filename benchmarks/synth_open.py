@@ -152,15 +152,10 @@ def table(rows: dict[str, list[dict[str, Any]]], floor: float | None) -> str:
     return "\n".join(lines)
 
 
-def _hyps(path: Path) -> tuple[list[str], list[str]]:
-    """References and hypotheses of one ``hyps/*.tsv`` file of ``avsr.evaluate``."""
-    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line]
-    return [r[3] for r in rows], [r[4] if len(r) > 4 else "" for r in rows]
-
-
 def frequency_breakdown(run: Path, cfg) -> dict[str, Any]:
     """Clean test word errors by training count, per modality, without and with the LM."""
     from avsr.data.corpora import LRS3
+    from avsr.evaluate import read_hyps
     from avsr.metrics.word_frequency import errors_by_frequency, word_counts
 
     counts = word_counts(u.text for u in LRS3(cfg.data.corpus.root).utterances("train"))
@@ -171,7 +166,9 @@ def frequency_breakdown(run: Path, cfg) -> dict[str, Any]:
             path = folder(m) / "hyps" / f"{m}_clean_beam.tsv"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: rerun stage 4")
-            buckets, insertions = errors_by_frequency(*_hyps(path), counts)
+            pairs = read_hyps(path).values()
+            buckets, insertions = errors_by_frequency([r for r, _ in pairs],
+                                                      [h for _, h in pairs], counts)
             found[f"{m}/{setting}"] = {
                 "insertions": insertions,
                 "buckets": {b.label: {"words": b.words, "errors": b.errors} for b in buckets}}

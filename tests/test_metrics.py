@@ -41,3 +41,15 @@ def test_wer_rejects_mismatch_and_empty_refs():
         wer(["A"], [])
     with pytest.raises(ValueError, match="no word"):
         wer([""], ["A"])
+
+
+def test_hypothesis_files_read_back_as_written(tmp_path) -> None:
+    from avsr.evaluate import _write_hyps, read_hyps
+
+    counter = ErrorCounter(keep_records=True)
+    # an empty hypothesis and quote characters must survive the round trip
+    counter.update(["THE CAT SAT", 'SHE SAID "HI"'], ["THE HAT SAT", ""], ["spk1/b", "spk0/a"])
+    path = _write_hyps(counter, tmp_path, "video", "babble +0 dB", "beam")
+    assert path.name == "video_babblep0dB_beam.tsv"
+    assert read_hyps(path) == {"spk0/a": ('SHE SAID "HI"', ""),
+                               "spk1/b": ("THE CAT SAT", "THE HAT SAT")}
