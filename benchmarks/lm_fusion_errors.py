@@ -49,7 +49,7 @@ from avsr.decoding import BeamSearch  # noqa: E402
 from avsr.decoding.rescore import score_sequences  # noqa: E402
 from avsr.evaluate import (checkpoint_tokenizer, evaluation_data_config,  # noqa: E402
                            load_model_from_checkpoint)
-from avsr.metrics.wer import word_errors  # noqa: E402
+from avsr.metrics.wer import wer, word_errors  # noqa: E402
 
 import hydra  # noqa: E402
 
@@ -116,11 +116,8 @@ def collect(model, loader, tokenizer, lm, modality: str, *, beam_size: int, ctc_
 
 
 def _wer(pairs: list[tuple[str, str]]) -> float:
-    edits = words = 0
-    for ref, hyp in pairs:
-        e, n = word_errors(ref, hyp)
-        edits, words = edits + e, words + n
-    return edits / max(words, 1)
+    """Corpus WER of (reference, hypothesis) pairs."""
+    return wer([r for r, _ in pairs], [h for _, h in pairs])
 
 
 def analyse(records: list[dict[str, Any]], *, ctc_weight: float, lm_weights: list[float],
