@@ -23,24 +23,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from avsr.data.tokenizer import Tokenizer
-from avsr.models.lm import TransformerLM
+from avsr.models.lm import TransformerLM, lm_batch
 from avsr.utils.runtime import set_torch_threads
 
-__all__ = ["lm_batch", "perplexity", "train_lm", "main"]
+__all__ = ["perplexity", "train_lm", "main"]
 
 log = logging.getLogger(__name__)
-
-
-def lm_batch(sentences: list[list[int]], sos_id: int, eos_id: int
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs ``sos + y`` (B, L), targets ``y + eos`` (B, L) padded with -100, and lengths."""
-    lengths = torch.tensor([len(s) + 1 for s in sentences])
-    inputs = torch.zeros(len(sentences), int(lengths.max()), dtype=torch.long)
-    targets = torch.full_like(inputs, -100)
-    for b, s in enumerate(sentences):
-        inputs[b, : len(s) + 1] = torch.tensor([sos_id, *s])
-        targets[b, : len(s) + 1] = torch.tensor([*s, eos_id])
-    return inputs, targets, lengths
 
 
 @torch.inference_mode()

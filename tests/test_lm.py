@@ -13,7 +13,8 @@ from avsr.data.corpora import LRS3
 from avsr.data.tokenizer import train_tokenizer
 from avsr.models.lm import TransformerLM
 from avsr.checkpoints import load_lm_checkpoint
-from avsr.train_lm import lm_batch, perplexity, train_lm
+from avsr.models.lm import lm_batch
+from avsr.train_lm import perplexity, train_lm
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -49,6 +50,9 @@ def test_perplexity_is_exp_of_the_mean_unit_nll() -> None:
     sentences = [[3, 4, 5], [6], [7, 8]]
     inputs, targets, lengths = lm_batch(sentences, sos_id=2, eos_id=2)
     assert inputs[1].tolist() == [2, 6, 0, 0] and targets[1].tolist() == [6, 2, -100, -100]
+    # the rescorer gathers log-probabilities at the targets: a real id past the length
+    _, gathered, same = lm_batch(sentences, sos_id=2, eos_id=2, target_pad=2)
+    assert gathered[1].tolist() == [6, 2, 2, 2] and same.tolist() == lengths.tolist() == [4, 2, 3]
     with torch.no_grad():
         nll = [F.cross_entropy(lm(torch.tensor([[2, *s]]))[0], torch.tensor([*s, 2]),
                                reduction="sum") for s in sentences]

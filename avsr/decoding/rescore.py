@@ -18,22 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsr.models.lm import lm_batch
 from avsr.models.utils import check_shape
 
 __all__ = ["score_sequences", "fused_score"]
 
-
-def _padded(sequences: Sequence[Sequence[int]], sos_id: int, eos_id: int
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, L + 1) inputs ``sos y``, targets ``y eos`` (padding: eos) and lengths L + 1."""
-    lengths = torch.tensor([len(s) + 1 for s in sequences])
-    steps = int(lengths.max())
-    inputs = torch.full((len(sequences), steps), eos_id, dtype=torch.long)
-    targets = torch.full((len(sequences), steps), eos_id, dtype=torch.long)
-    for b, s in enumerate(sequences):
-        inputs[b, : len(s) + 1] = torch.tensor([sos_id, *s], dtype=torch.long)
-        targets[b, : len(s) + 1] = torch.tensor([*s, eos_id], dtype=torch.long)
-    return inputs, targets, lengths
 
 
 def _token_log_prob(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor
@@ -81,7 +70,7 @@ def score_sequences(
         raise ValueError(f"{len(sequences)} sequences for memory {tuple(memory.shape)}: one "
                          f"per utterance is needed")
     device = memory.device
-    inputs, targets, lengths = (t.to(device) for t in _padded(sequences, sos_id, eos_id))
+    inputs, targets, lengths = (t.to(device) for t in lm_batch(sequences, sos_id, eos_id, target_pad=eos_id))
     scores: dict[str, torch.Tensor] = {"length_bonus": lengths.float()}
     if decoder is not None:
         logits = decoder(inputs, lengths, memory, memory_lengths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -11,7 +12,30 @@ from avsr.models.encoder import TransformerEncoderLayer
 from avsr.models.token_model import TokenSequenceModel
 from avsr.models.utils import check_shape, make_pad_mask
 
-__all__ = ["LMState", "TransformerLM"]
+__all__ = ["LMState", "TransformerLM", "lm_batch"]
+
+
+def lm_batch(sentences: Sequence[Sequence[int]], sos_id: int, eos_id: int,
+             target_pad: int = -100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forcing batch of B token sequences, for the LM and the attention decoder alike.
+
+    Args:
+        sentences: B sequences of token ids (without sos/eos).
+        sos_id, eos_id: the start and end symbols.
+        target_pad: targets past each length (-100: ignored by ``F.cross_entropy``; a real id
+            where the targets are gathered from log-probabilities instead).
+
+    Returns:
+        Inputs ``sos + y`` (B, L + 1) padded with 0, targets ``y + eos`` (B, L + 1) padded
+        with ``target_pad``, and lengths (B,) = len(y) + 1.
+    """
+    lengths = torch.tensor([len(s) + 1 for s in sentences], dtype=torch.long)
+    inputs = torch.zeros(len(sentences), int(lengths.max()), dtype=torch.long)
+    targets = torch.full_like(inputs, target_pad)
+    for b, s in enumerate(sentences):
+        inputs[b, : len(s) + 1] = torch.tensor([sos_id, *s], dtype=torch.long)
+        targets[b, : len(s) + 1] = torch.tensor([*s, eos_id], dtype=torch.long)
+    return inputs, targets, lengths
 
 
 @dataclass
