@@ -6,7 +6,10 @@ For each checkpoint the encoder side (front-ends, fusion, encoder) is rebuilt an
 the evaluation transforms, for the labelled training utterances (the run's own labelled part:
 ``labelled_fraction``, ``labelled_seed``) and for the validation split. One linear layer
 D -> V is then trained on them with the CTC loss for a fixed number of steps on small batches,
-and the table gives its greedy CTC WER on the validation split. ``random`` is a freshly
+and the table gives its greedy CTC WER on the validation split and its CTC loss per target token
+there (graded where a weak encoder leaves every WER near 100 %). ``--layer K`` probes the
+output of encoder block K instead of the encoder's (BRAVEn's targets average all blocks; the
+last block of a pre-trained student feeds a predictor, not a CTC layer). ``random`` is a freshly
 initialised model of the first checkpoint's config: the floor a trained encoder must clear.
 Every row uses the data and the tokenizer of that first checkpoint.
 
@@ -125,17 +128,24 @@ def _loader(dataset: Any, limit: int | None, batch_size: int) -> DataLoader:
 
 
 @torch.no_grad()
-def encode(model: nn.Module, loader: DataLoader, modalities: Sequence[str]
-           ) -> dict[str, Features]:
+def encode(model: nn.Module, loader: DataLoader, modalities: Sequence[str],
+           layer: int | None = None) -> dict[str, Features]:
     """The frozen encoder's states of each stream for every utterance of ``loader`` (the
-    media are read once for all streams)."""
+    media are read once for all streams): its output, or with ``layer`` k the output of
+    block k (1-based)."""
     out = {m: Features([], [], []) for m in modalities}
     for batch in loader:
         if not batch["ids"]:
             continue  # every item was unreadable (counted by the dataset)
         for m in modalities:
-            enc, lengths = model.encode_modality(batch.get("audio"), batch["audio_lengths"],
-                                                 batch.get("video"), batch["video_lengths"], m)
+            enc, lengths, *hidden = model.encode_modality(
+                batch.get("audio"), batch["audio_lengths"], batch.get("video"),
+                batch["video_lengths"], m, return_hidden=layer is not None)
+            if layer is not None:
+                blocks = hidden[0]
+                if not 1 <= layer <= len(blocks):
+                    raise ValueError(f"--layer {layer}: the encoder has {len(blocks)} blocks")
+                enc = blocks[layer - 1]
             for b in range(len(batch["ids"])):
                 out[m].states.append(enc[b, :int(lengths[b])].clone())
                 out[m].tokens.append(batch["tokens"][b, :int(batch["token_lengths"][b])].clone())
@@ -186,6 +196,21 @@ def train_head(data: Features, vocab_size: int, blank_id: int, steps: int, batch
 
 
 @torch.no_grad()
+def mean_ctc(head: nn.Linear, data: Features, blank_id: int, batch_size: int = 32) -> float:
+    """The probe's CTC loss on ``data``: per utterance divided by its target length, averaged
+    over utterances (``F.ctc_loss``'s ``mean``). Graded where the WER is near 100 %."""
+    total = 0.0
+    for i in range(0, len(data.states), batch_size):
+        x, x_lengths = _pad(data.states[i:i + batch_size])
+        targets = data.tokens[i:i + batch_size]
+        lengths = torch.tensor([t.numel() for t in targets])
+        nll = F.ctc_loss(head(x).log_softmax(-1).transpose(0, 1), torch.cat(targets), x_lengths,
+                         lengths, blank=blank_id, reduction="none", zero_infinity=True)
+        total += float((nll / lengths.clamp(min=1)).sum())
+    return total / max(len(data.states), 1)
+
+
+@torch.no_grad()
 def score(head: nn.Linear, data: Features, tokenizer: Any, batch_size: int = 32) -> float:
     """Greedy CTC WER (%) of the probe on ``data``."""
     counter = ErrorCounter()
@@ -230,18 +255,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if pieces is not None:  # the probe reads targets with the reference's tokenizer
             check_vocabulary(tokenizer, pieces, f"checkpoint {row.path}")
         entry: dict[str, Any] = {"ckpt": str(row.path) if row.path else RANDOM, "wer": {},
-                                 "train_loss": {}}
+                                 "train_loss": {}, "val_loss": {}}
         modalities = streams(model, datamodule.modalities, args.modalities)
-        features = {split: encode(model, loader, modalities) for split, loader in loaders.items()}
+        features = {split: encode(model, loader, modalities, args.layer)
+                    for split, loader in loaders.items()}
         for m in modalities:
             train, val = features["train"][m], features["val"][m]
-            head, loss = train_head(train, tokenizer.vocab_size, tokenizer.blank_id,
-                                    args.steps, args.batch_size, args.lr, args.seed)
+            head, _ = train_head(train, tokenizer.vocab_size, tokenizer.blank_id,
+                                 args.steps, args.batch_size, args.lr, args.seed)
             entry["wer"][m] = round(score(head, val, tokenizer), 2)
-            entry["train_loss"][m] = round(loss, 4)
+            # over the whole split, not the last batch: comparable between rows
+            entry["train_loss"][m] = round(mean_ctc(head, train, tokenizer.blank_id), 4)
+            entry["val_loss"][m] = round(mean_ctc(head, val, tokenizer.blank_id), 4)
             entry["utterances"] = {"train": len(train.states), "val": len(val.states)}
-            print(f"[{row.name}] {m}: val WER {entry['wer'][m]:.1f} % (train CTC {loss:.3f})",
-                  flush=True)
+            print(f"[{row.name}] {m}: val WER {entry['wer'][m]:.1f} %, CTC per token train "
+                  f"{entry['train_loss'][m]:.3f} val {entry['val_loss'][m]:.3f}", flush=True)
         entry["wall_s"] = round(time.time() - start, 1)
         results["rows"][row.name] = entry
         write(results, Path(args.out))
@@ -249,19 +277,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """Markdown: validation greedy CTC WER (%) of each row's probe per stream."""
+    """Markdown: validation greedy CTC WER (%) and CTC loss per token of each row's probe per
+    stream."""
     head = "| encoder | " + " | ".join(MODALITIES) + " | train / val utts | wall s |\n"
     head += "|---" * (len(MODALITIES) + 3) + "|\n"
     lines = []
     for name, r in results["rows"].items():
-        cells = [f"{r['wer'][m]:.1f}" if m in r["wer"] else "–" for m in MODALITIES]
+        loss = r.get("val_loss", {})
+        cells = [f"{r['wer'][m]:.1f} / {loss[m]:.2f}" if m in loss else
+                 f"{r['wer'][m]:.1f}" if m in r["wer"] else "–" for m in MODALITIES]
         utts = r.get("utterances", {})
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {utts.get('train', 0)} / {utts.get('val', 0)} | {r['wall_s']} |")
     a = results["args"]
+    where = f"block {a['layer']}" if a.get("layer") else "encoder"
     note = (f"\nLinear CTC probe, {a['steps']} steps of {a['batch_size']} utterances, lr "
-            f"{a['lr']}, on frozen `{a['source']}` encoder states; validation greedy CTC WER "
-            f"(%). Data and tokenizer of {results['reference']}.\n")
+            f"{a['lr']}, on frozen `{a['source']}` {where} states; validation greedy CTC WER "
+            f"(%) / CTC loss per target token. Data and tokenizer of "
+            f"{results['reference']}.\n")
     return head + "\n".join(lines) + "\n" + note
 
 
@@ -282,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "pre-training run's EMA teacher)")
     p.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                    help="streams to probe (default: every stream the model and data allow)")
+    p.add_argument("--layer", type=int, default=None,
+                   help="probe the output of encoder block K (1-based) instead of the encoder's")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per probe")
     p.add_argument("--batch-size", type=int, default=8, help="utterances per step")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the probe")

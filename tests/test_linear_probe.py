@@ -56,6 +56,12 @@ def test_the_probe_learns_from_states_that_hold_the_tokens(probe):
     head, last = probe.train_head(data, 8, 0, steps=150, batch_size=3, lr=0.1, seed=0)
     assert last < 0.2 * first
     assert probe.score(head, data, Words()) == 0.0
+    # the split's loss is PyTorch's "mean" reduction (per target token, over utterances)
+    x, x_lengths = probe._pad(states)
+    want = torch.nn.functional.ctc_loss(
+        head(x).log_softmax(-1).transpose(0, 1), torch.cat(tokens), x_lengths,
+        torch.tensor([4] * 6), blank=0, reduction="mean")
+    assert probe.mean_ctc(head, data, 0, batch_size=4) == pytest.approx(float(want), rel=1e-5)
 
 
 def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
@@ -84,3 +90,15 @@ def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
     lines = (out / "probe.md").read_text().splitlines()
     assert lines[0].startswith("| encoder | audio | video | audiovisual |")
     assert lines[2].startswith("| braven |") and lines[3].startswith("| random |")
+    assert all(v >= 0 for row in rows.values() for v in row["val_loss"].values())
+    # a block's output instead of the encoder's: other states, so another probe
+    small = ["--ckpt", f"braven={ckpt}", "--steps", "2", "--batch-size", "4", "--val-limit", "4",
+             "--train-limit", "4", "--modalities", "audio"]
+    final = probe.main([*small, "--out", str(tmp_path / "final")])["rows"]["braven"]
+    block = probe.main([*small, "--layer", "1", "--out", str(tmp_path / "block")])
+    assert block["rows"]["braven"]["val_loss"]["audio"] != pytest.approx(
+        final["val_loss"]["audio"])
+    assert "block 1 states" in (tmp_path / "block" / "probe.md").read_text()
+    with pytest.raises(ValueError, match="--layer 9"):
+        probe.main(["--ckpt", f"braven={ckpt}", "--layer", "9", "--steps", "1",
+                    "--val-limit", "2", "--train-limit", "2", "--out", str(tmp_path / "bad")])
