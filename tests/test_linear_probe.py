@@ -71,7 +71,8 @@ def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
             # one validation batch at the step: it writes last.ckpt
             "trainer.num_sanity_val_steps=0", "trainer.val_check_interval=1",
             "trainer.check_val_every_n_epoch=null", "++trainer.limit_val_batches=1",
-            *tiny_overrides(tiny_synth_root, tmp_path / "run")])
+            *tiny_overrides(tiny_synth_root, tmp_path / "run"),
+            "model.encoder.num_layers=2"])  # two blocks: block 1 is not the encoder output
     ckpt = train(cfg)["last_checkpoint"]
     assert ckpt is not None
     out = tmp_path / "probe"
