@@ -5,8 +5,9 @@ For each checkpoint the encoder side (front-ends, fusion, encoder) is rebuilt an
 :func:`avsr.checkpoints.load_run` and frozen. Its states are computed once per stream, with
 the evaluation transforms, for the labelled training utterances (the run's own labelled part:
 ``labelled_fraction``, ``labelled_seed``) and for the validation split. One linear layer
-D -> V is then trained on them with the CTC loss for a fixed number of steps on small batches,
-and the table gives its greedy CTC WER on the validation split and its CTC loss per target token
+D -> V is then trained on them (standardised per channel by the training states' statistics,
+as MAE's probe does, unless ``--no-standardise``) with the CTC loss for a fixed number of steps
+on small batches, and the table gives its greedy CTC WER on the validation split and its CTC loss per target token
 there (graded where a weak encoder leaves every WER near 100 %). ``--layer K`` probes the
 output of encoder block K instead of the encoder's (BRAVEn's targets average all blocks; the
 last block of a pre-trained student feeds a predictor, not a CTC layer). ``random`` is a freshly
@@ -153,6 +154,23 @@ def encode(model: nn.Module, loader: DataLoader, modalities: Sequence[str],
     return out
 
 
+def standardise(train: Features, *others: Features, eps: float = 1e-5
+                ) -> tuple[Features, ...]:
+    """Every split's states shifted and scaled per channel by the training frames' mean and
+    standard deviation (MAE's linear probe: BatchNorm without affine in front of the layer;
+    He et al., CVPR 2022), so that encoders whose states differ in scale get the same probe.
+
+    Raises:
+        ValueError: no training frame.
+    """
+    frames = torch.cat(train.states) if train.states else torch.empty(0)
+    if frames.numel() == 0:
+        raise ValueError("no training frames to standardise the probe's input with")
+    mean, std = frames.mean(0), frames.std(0, unbiased=False)
+    return tuple(Features([(x - mean) / (std + eps) for x in f.states], f.tokens, f.texts)
+                 for f in (train, *others))
+
+
 def _pad(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([s.shape[0] for s in states])
     return nn.utils.rnn.pad_sequence(list(states), batch_first=True), lengths
@@ -261,6 +279,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for split, loader in loaders.items()}
         for m in modalities:
             train, val = features["train"][m], features["val"][m]
+            if args.standardise:
+                train, val = standardise(train, val)
             head, _ = train_head(train, tokenizer.vocab_size, tokenizer.blank_id,
                                  args.steps, args.batch_size, args.lr, args.seed)
             entry["wer"][m] = round(score(head, val, tokenizer), 2)
@@ -291,6 +311,8 @@ def table(results: dict[str, Any]) -> str:
                      + f" | {utts.get('train', 0)} / {utts.get('val', 0)} | {r['wall_s']} |")
     a = results["args"]
     where = f"block {a['layer']}" if a.get("layer") else "encoder"
+    if a.get("standardise"):
+        where = "standardised " + where
     note = (f"\nLinear CTC probe, {a['steps']} steps of {a['batch_size']} utterances, lr "
             f"{a['lr']}, on frozen `{a['source']}` {where} states; validation greedy CTC WER "
             f"(%) / CTC loss per target token. Data and tokenizer of "
@@ -317,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="streams to probe (default: every stream the model and data allow)")
     p.add_argument("--layer", type=int, default=None,
                    help="probe the output of encoder block K (1-based) instead of the encoder's")
+    p.add_argument("--no-standardise", dest="standardise", action="store_false",
+                   help="probe the raw states (default: per-channel standardised by the "
+                        "training frames' statistics)")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per probe")
     p.add_argument("--batch-size", type=int, default=8, help="utterances per step")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the probe")

@@ -64,6 +64,22 @@ def test_the_probe_learns_from_states_that_hold_the_tokens(probe):
     assert probe.mean_ctc(head, data, 0, batch_size=4) == pytest.approx(float(want), rel=1e-5)
 
 
+def test_standardising_uses_the_training_frames_only(probe):
+    train = probe.Features([torch.tensor([[1.0, 10.0], [3.0, 30.0]]), torch.tensor([[2.0, 20.0]])],
+                           [torch.tensor([3])] * 2, ["a", "b"])
+    val = probe.Features([torch.tensor([[5.0, 0.0]])], [torch.tensor([3])], ["c"])
+    t, v = probe.standardise(train, val)
+    frames = torch.cat(t.states)
+    assert torch.allclose(frames.mean(0), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(frames.std(0, unbiased=False), torch.ones(2), atol=1e-4)
+    # validation by the training statistics (mean 2 / 20, std sqrt(2/3) / 10 sqrt(2/3))
+    want = torch.tensor([[3.0 / (2 / 3) ** 0.5, -2.0 / (2 / 3) ** 0.5]])
+    assert torch.allclose(v.states[0], want, atol=1e-4)
+    assert v.tokens == val.tokens and v.texts == ["c"]
+    with pytest.raises(ValueError, match="no training frames"):
+        probe.standardise(probe.Features([], [], []))
+
+
 def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=[
