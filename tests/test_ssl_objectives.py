@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from avsr.metrics.rank import rankme
 from avsr.models.avsr_model import AVSRModel
 from avsr.models.ctc import CTCHead
 from avsr.models.encoder import TransformerEncoder
@@ -61,6 +63,30 @@ def test_braven_loss_trains_student_and_predictor_not_teacher():
     assert obj.predictor.mask_token.grad is not None
     assert model.encoder.layers[0].parameters().__next__().grad is not None
     assert model.video_frontend.parameters().__next__().grad is not None
+    # the collapse monitor: effective ranks of the targets and of each stream's states
+    for key in ("target_rank", "rank_audio", "rank_video", "rank_audiovisual"):
+        assert 1.0 <= float(out[key]) <= 16.0 and not out[key].requires_grad
+    with torch.no_grad():
+        target, t_len = obj.targets(batch["audio"], batch["audio_lengths"], batch["video"],
+                                    batch["video_lengths"])
+    frames = torch.cat([target[0, :12], target[1, :9]])  # the valid frames only
+    torch.testing.assert_close(out["target_rank"], rankme(frames))
+
+
+def test_rankme_against_its_definition():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 6, generator=g) * torch.tensor([5.0, 3.0, 1.0, 0.5, 0.1, 0.01])
+    # singular values are the square roots of the eigenvalues of x^T x
+    s = torch.linalg.eigvalsh(x.double().T @ x.double()).clamp(min=0).sqrt()
+    p = s / s.sum() + 1e-7
+    assert float(rankme(x)) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-4)
+    # on one line: rank 1; evenly over D orthogonal directions: rank D
+    line = torch.randn(40, 1, generator=g) * torch.randn(1, 6, generator=g)
+    assert float(rankme(line)) == pytest.approx(1.0, abs=1e-3)
+    assert float(rankme(torch.eye(6) * 3.0)) == pytest.approx(6.0, rel=1e-4)
+    assert float(rankme(torch.zeros(5, 4))) == 1.0 and float(rankme(torch.ones(1, 4))) == 1.0
+    with pytest.raises(ValueError, match=r"\(N, D\), got shape \(2, 3, 4\)"):
+        rankme(torch.zeros(2, 3, 4))
 
 
 def test_cluster_head_is_cosine_over_temperature():

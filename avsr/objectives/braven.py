@@ -8,6 +8,10 @@ the encoder side (front-ends, fusion, encoder) sees the unmasked audio-visual in
 targets are the instance-normalised mean of all encoder block outputs; a shared predictor
 with a mask token maps each student stream to the targets; the loss is the negative cosine
 similarity on masked frames, weighted per modality (V 0.3, A 0.7, AV 0.7).
+
+Every step also logs the effective rank (RankMe) of the targets and of each student stream's
+encoder states on the valid frames: a run whose ranks fall towards 1 has collapsed, whatever
+its loss says.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsr.modalities import MODALITIES, SAMPLES_PER_FRAME
+from avsr.metrics.rank import rankme
 from avsr.models.ema import EMATeacher, cosine_momentum
 from avsr.models.predictor import MaskedPredictor
 from avsr.objectives.base import Objective
@@ -146,6 +151,8 @@ class BRAVEnObjective(Objective):
                                    & valid_mask(o.enc_lengths, t))
             total = total + self.modality_weights[m] * loss
             logs[f"loss_{m}"] = loss.detach()
+            logs[f"rank_{m}"] = rankme(o.enc[valid_mask(o.enc_lengths, o.enc.shape[1])].detach())
         logs["loss"] = total
+        logs["target_rank"] = rankme(target[valid_mask(t_len, frames)])
         logs["mask_fraction"] = (mask.sum() / t_len.sum().clamp(min=1)).float().detach()
         return logs
