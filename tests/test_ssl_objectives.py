@@ -73,6 +73,26 @@ def test_braven_loss_trains_student_and_predictor_not_teacher():
     torch.testing.assert_close(out["target_rank"], rankme(frames))
 
 
+def test_normalise_blocks_normalises_each_block_before_the_mean():
+    model = _model().eval()
+    obj = BRAVEnObjective(predictor_layers=1, predictor_heads=2, normalise_blocks=True)
+    obj.bind(model)
+    obj.teacher.model.eval()
+    a, a_len = torch.randn(2, 10 * 640), torch.tensor([10 * 640, 7 * 640])
+    v, v_len = torch.rand(2, 10, 1, 24, 24), torch.tensor([10, 7])
+    with torch.no_grad():
+        target, lengths = obj.targets(a, a_len, v, v_len)
+        _, _, blocks = obj.teacher.model.encode_modality(a, a_len, v, v_len, "audiovisual",
+                                                         return_hidden=True)
+    want = instance_norm(torch.stack([instance_norm(b, lengths) for b in blocks]).mean(0),
+                         lengths)
+    torch.testing.assert_close(target, want, atol=1e-4, rtol=1e-4)
+    obj.normalise_blocks = False
+    with torch.no_grad():
+        plain, _ = obj.targets(a, a_len, v, v_len)
+    assert not torch.allclose(plain, target, atol=1e-3)
+
+
 def test_rankme_against_its_definition():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(50, 6, generator=g) * torch.tensor([5.0, 3.0, 1.0, 0.5, 0.1, 0.01])

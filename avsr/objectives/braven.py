@@ -68,6 +68,9 @@ class BRAVEnObjective(Objective):
             for Pan et al.-style unimodal pre-training).
         predictor_layers, predictor_heads, predictor_dim: the shared predictor.
         momentum_start, momentum_end: EMA momentum cosine schedule (0.999 → 1).
+        normalise_blocks: instance-normalise every block output before the mean as well as
+            the mean (data2vec's targets, Baevski et al., ICML 2022), so that no block's scale
+            dominates the average; ``False``: the mean only (USR).
     """
 
     # the encoder side only: the decoder and CTC head stay as they are
@@ -85,6 +88,7 @@ class BRAVEnObjective(Objective):
         predictor_dim: int | None = None,
         momentum_start: float = 0.999,
         momentum_end: float = 1.0,
+        normalise_blocks: bool = False,
     ) -> None:
         super().__init__()
         self.mask_prob = mask_prob
@@ -96,6 +100,7 @@ class BRAVEnObjective(Objective):
         self.predictor_cfg = (predictor_layers, predictor_heads, predictor_dim)
         self.momentum_start = momentum_start
         self.momentum_end = momentum_end
+        self.normalise_blocks = normalise_blocks
         self.teacher: EMATeacher | None = None
         self.predictor: MaskedPredictor | None = None
 
@@ -118,13 +123,16 @@ class BRAVEnObjective(Objective):
     @torch.no_grad()
     def targets(self, audio, audio_lengths, video, video_lengths
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Instance-normalised mean of the teacher's block outputs on unmasked input."""
+        """Instance-normalised mean of the teacher's block outputs (each normalised first with
+        ``normalise_blocks``) on unmasked input."""
         assert self.teacher is not None, "call bind(model) first"
         teacher = self.teacher.model
         _, lengths, blocks = teacher.encode_modality(audio, audio_lengths, video, video_lengths,
                                                      self.teacher_modality, return_hidden=True)
         if not blocks:
             raise ValueError(f"no block outputs collected from {type(teacher.encoder).__name__}")
+        if self.normalise_blocks:
+            blocks = [instance_norm(b, lengths) for b in blocks]
         mean = torch.stack(blocks).mean(0)
         return instance_norm(mean, lengths), lengths
 
