@@ -63,14 +63,17 @@ def test_braven_loss_trains_student_and_predictor_not_teacher():
     assert obj.predictor.mask_token.grad is not None
     assert model.encoder.layers[0].parameters().__next__().grad is not None
     assert model.video_frontend.parameters().__next__().grad is not None
-    # the collapse monitor: effective ranks of the targets and of each stream's states
-    for key in ("target_rank", "rank_audio", "rank_video", "rank_audiovisual"):
-        assert 1.0 <= float(out[key]) <= 16.0 and not out[key].requires_grad
+    # the collapse monitor: the effective rank of the teacher's block mean, before the
+    # targets' normalisation, on the valid frames only
+    assert 1.0 <= float(out["teacher_rank"]) <= 16.0 and not out["teacher_rank"].requires_grad
     with torch.no_grad():
-        target, t_len = obj.targets(batch["audio"], batch["audio_lengths"], batch["video"],
-                                    batch["video_lengths"])
-    frames = torch.cat([target[0, :12], target[1, :9]])  # the valid frames only
-    torch.testing.assert_close(out["target_rank"], rankme(frames))
+        states, t_len = obj.teacher_states(batch["audio"], batch["audio_lengths"],
+                                           batch["video"], batch["video_lengths"])
+        target, _ = obj.targets(batch["audio"], batch["audio_lengths"], batch["video"],
+                                batch["video_lengths"])
+    torch.testing.assert_close(target, instance_norm(states, t_len))
+    torch.testing.assert_close(out["teacher_rank"],
+                               rankme(torch.cat([states[0, :12], states[1, :9]])))
 
 
 def test_normalise_blocks_normalises_each_block_before_the_mean():

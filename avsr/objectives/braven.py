@@ -9,9 +9,11 @@ targets are the instance-normalised mean of all encoder block outputs; a shared 
 with a mask token maps each student stream to the targets; the loss is the negative cosine
 similarity on masked frames, weighted per modality (V 0.3, A 0.7, AV 0.7).
 
-Every step also logs the effective rank (RankMe) of the targets and of each student stream's
-encoder states on the valid frames: a run whose ranks fall towards 1 has collapsed, whatever
-its loss says.
+Every step also logs ``teacher_rank``, the effective rank (RankMe) of the teacher's block mean
+on the valid frames before its normalisation: the teacher runs without dropout and follows the
+student, so a rank falling towards 1 shows a collapsing encoder whatever the loss says. (The
+normalised targets and the student's dropout-noised states are no such gauge: normalising
+every channel to unit variance, and noise, both raise the rank.)
 """
 
 from __future__ import annotations
@@ -125,6 +127,14 @@ class BRAVEnObjective(Objective):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Instance-normalised mean of the teacher's block outputs (each normalised first with
         ``normalise_blocks``) on unmasked input."""
+        mean, lengths = self.teacher_states(audio, audio_lengths, video, video_lengths)
+        return instance_norm(mean, lengths), lengths
+
+    @torch.no_grad()
+    def teacher_states(self, audio, audio_lengths, video, video_lengths
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean of the teacher's block outputs (B, T, D) before the targets' last
+        normalisation, and the lengths (B,)."""
         assert self.teacher is not None, "call bind(model) first"
         teacher = self.teacher.model
         _, lengths, blocks = teacher.encode_modality(audio, audio_lengths, video, video_lengths,
@@ -133,8 +143,7 @@ class BRAVEnObjective(Objective):
             raise ValueError(f"no block outputs collected from {type(teacher.encoder).__name__}")
         if self.normalise_blocks:
             blocks = [instance_norm(b, lengths) for b in blocks]
-        mean = torch.stack(blocks).mean(0)
-        return instance_norm(mean, lengths), lengths
+        return torch.stack(blocks).mean(0), lengths
 
     def forward(self, model: nn.Module, batch: Mapping[str, Any],
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -142,7 +151,8 @@ class BRAVEnObjective(Objective):
         assert self.predictor is not None, "call bind(model) first"
         audio, video = batch.get("audio"), batch.get("video")
         a_len, v_len = batch["audio_lengths"], batch["video_lengths"]
-        target, t_len = self.targets(audio, a_len, video, v_len)
+        states, t_len = self.teacher_states(audio, a_len, video, v_len)
+        target = instance_norm(states, t_len)
         frames = target.shape[1]
         mask = span_mask(t_len, frames, self.mask_prob, self.mask_span, generator)
         mask = mask.to(target.device) & valid_mask(t_len, frames)
@@ -159,8 +169,7 @@ class BRAVEnObjective(Objective):
                                    & valid_mask(o.enc_lengths, t))
             total = total + self.modality_weights[m] * loss
             logs[f"loss_{m}"] = loss.detach()
-            logs[f"rank_{m}"] = rankme(o.enc[valid_mask(o.enc_lengths, o.enc.shape[1])].detach())
         logs["loss"] = total
-        logs["target_rank"] = rankme(target[valid_mask(t_len, frames)])
+        logs["teacher_rank"] = rankme(states[valid_mask(t_len, frames)])
         logs["mask_fraction"] = (mask.sum() / t_len.sum().clamp(min=1)).float().detach()
         return logs
