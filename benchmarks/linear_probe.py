@@ -8,7 +8,8 @@ the evaluation transforms, for the labelled training utterances (the run's own l
 D -> V is then trained on them (standardised per channel by the training states' statistics,
 as MAE's probe does, unless ``--no-standardise``) with the CTC loss for a fixed number of steps
 on small batches, and the table gives its greedy CTC WER on the validation split and its CTC loss per target token
-there (graded where a weak encoder leaves every WER near 100 %). ``--layer K`` probes the
+there (graded where a weak encoder leaves every WER near 100 %), and the effective rank
+(RankMe, :mod:`avsr.metrics.rank`) of the validation states: near 1 for a collapsed encoder. ``--layer K`` probes the
 output of encoder block K instead of the encoder's (BRAVEn's targets average all blocks; the
 last block of a pre-trained student feeds a predictor, not a CTC layer). ``random`` is a freshly
 initialised model of the first checkpoint's config: the floor a trained encoder must clear.
@@ -44,6 +45,7 @@ from avsr.checkpoints import instantiate_stored, load_run
 from avsr.data.tokenizer import check_vocabulary
 from avsr.decoding.greedy import ctc_greedy
 from avsr.evaluate import checkpoint_tokenizer, evaluation_data_config
+from avsr.metrics.rank import rankme
 from avsr.metrics.wer import ErrorCounter
 from avsr.modalities import MODALITIES
 
@@ -273,12 +275,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if pieces is not None:  # the probe reads targets with the reference's tokenizer
             check_vocabulary(tokenizer, pieces, f"checkpoint {row.path}")
         entry: dict[str, Any] = {"ckpt": str(row.path) if row.path else RANDOM, "wer": {},
-                                 "train_loss": {}, "val_loss": {}}
+                                 "train_loss": {}, "val_loss": {}, "rank": {}}
         modalities = streams(model, datamodule.modalities, args.modalities)
         features = {split: encode(model, loader, modalities, args.layer)
                     for split, loader in loaders.items()}
         for m in modalities:
             train, val = features["train"][m], features["val"][m]
+            # collapse gauge of the states themselves (before any standardising)
+            entry["rank"][m] = round(float(rankme(torch.cat(val.states))), 2) if val.states \
+                else None
             if args.standardise:
                 train, val = standardise(train, val)
             head, _ = train_head(train, tokenizer.vocab_size, tokenizer.blank_id,
@@ -303,8 +308,8 @@ def table(results: dict[str, Any]) -> str:
     head += "|---" * (len(MODALITIES) + 3) + "|\n"
     lines = []
     for name, r in results["rows"].items():
-        loss = r.get("val_loss", {})
-        cells = [f"{r['wer'][m]:.1f} / {loss[m]:.2f}" if m in loss else
+        loss, rank = r.get("val_loss", {}), r.get("rank", {})
+        cells = [f"{r['wer'][m]:.1f} / {loss[m]:.2f} / {rank.get(m)}" if m in loss else
                  f"{r['wer'][m]:.1f}" if m in r["wer"] else "–" for m in MODALITIES]
         utts = r.get("utterances", {})
         lines.append(f"| {name} | " + " | ".join(cells)
@@ -315,7 +320,8 @@ def table(results: dict[str, Any]) -> str:
         where = "standardised " + where
     note = (f"\nLinear CTC probe, {a['steps']} steps of {a['batch_size']} utterances, lr "
             f"{a['lr']}, on frozen `{a['source']}` {where} states; validation greedy CTC WER "
-            f"(%) / CTC loss per target token. Data and tokenizer of "
+            f"(%) / CTC loss per target token / effective rank (RankMe) of the validation "
+            f"states. Data and tokenizer of "
             f"{results['reference']}.\n")
     return head + "\n".join(lines) + "\n" + note
 

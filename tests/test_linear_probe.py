@@ -108,6 +108,8 @@ def test_probe_of_a_tiny_pretraining_run(probe, tiny_synth_root, tmp_path):
     assert lines[0].startswith("| encoder | audio | video | audiovisual |")
     assert lines[2].startswith("| braven |") and lines[3].startswith("| random |")
     assert all(v >= 0 for row in rows.values() for v in row["val_loss"].values())
+    # the states' effective rank: between 1 and the encoder width
+    assert all(1.0 <= v <= 256 for row in rows.values() for v in row["rank"].values())
     # a block's output instead of the encoder's: other states, so another probe
     small = ["--ckpt", f"braven={ckpt}", "--steps", "2", "--batch-size", "4", "--val-limit", "4",
              "--train-limit", "4", "--modalities", "audio"]
