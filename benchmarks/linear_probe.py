@@ -7,12 +7,13 @@ the evaluation transforms, for the labelled training utterances (the run's own l
 ``labelled_fraction``, ``labelled_seed``) and for the validation split. One linear layer
 D -> V is then trained on them (standardised per channel by the training states' statistics,
 as MAE's probe does, unless ``--no-standardise``) with the CTC loss for a fixed number of steps
-on small batches, and the table gives its greedy CTC WER on the validation split and its CTC loss per target token
-there (graded where a weak encoder leaves every WER near 100 %), and the effective rank
-(RankMe, :mod:`avsr.metrics.rank`) of the validation states: near 1 for a collapsed encoder. ``--layer K`` probes the
-output of encoder block K instead of the encoder's (BRAVEn's targets average all blocks; the
-last block of a pre-trained student feeds a predictor, not a CTC layer). ``random`` is a freshly
-initialised model of the first checkpoint's config: the floor a trained encoder must clear.
+on small batches. The table gives its greedy CTC WER on the validation split, its CTC loss per
+target token there (graded where a weak encoder leaves every WER near 100 %), and the
+effective rank (RankMe, :mod:`avsr.metrics.rank`) of the validation states: near 1 for a
+collapsed encoder. ``--layer K`` probes the output of encoder block K instead of the encoder's
+(BRAVEn's targets average all blocks; the last block of a pre-trained student feeds a
+predictor, not a CTC layer). ``random`` is a freshly initialised model of the first
+checkpoint's config: the floor a trained encoder must clear.
 Every row uses the data and the tokenizer of that first checkpoint.
 
     python benchmarks/linear_probe.py --ckpt braven=logs/braven/checkpoints/last.ckpt \\

@@ -176,7 +176,8 @@ def analyse(records: list[dict[str, Any]], *, ctc_weight: float, lm_weights: lis
 
 def table(results: dict[str, dict[str, Any]], lm_weights: list[float],
           rescore_weights: list[float]) -> str:
-    lines = ["| modality | utterances | WER no LM | " + " | ".join(f"WER LM {w:g}" for w in lm_weights)
+    lines = ["| modality | utterances | WER no LM | "
+             + " | ".join(f"WER LM {w:g}" for w in lm_weights)
              + " | 10-best oracle | reference in 10-best | wrong (no LM) | of them search "
              "errors | LM prefers the reference | w* ≤ " + " | w* ≤ ".join(
                  f"{b:g}" for b in W_STAR_BINS) + " | w* none (LM prefers the output) | "

@@ -70,7 +70,9 @@ def score_sequences(
         raise ValueError(f"{len(sequences)} sequences for memory {tuple(memory.shape)}: one "
                          f"per utterance is needed")
     device = memory.device
-    inputs, targets, lengths = (t.to(device) for t in lm_batch(sequences, sos_id, eos_id, target_pad=eos_id))
+    # targets padded with a real id: they are gathered from log-probabilities, not ignored
+    batch = lm_batch(sequences, sos_id, eos_id, target_pad=eos_id)
+    inputs, targets, lengths = (t.to(device) for t in batch)
     scores: dict[str, torch.Tensor] = {"length_bonus": lengths.float()}
     if decoder is not None:
         logits = decoder(inputs, lengths, memory, memory_lengths)
